@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * layout.h - the shared-memory format of a ringbus region (ABI version 1).
+ *
+ * This file is the single definition of what lies in shared memory.  Nothing
+ * here is a pointer: every reference is an offset from the start of the
+ * region, so every process may map it at any address.  Every field written
+ * after creation is an atomic; the header is written once, before the fd is
+ * handed to anyone, and is read only through a private copy that attach
+ * validates (see region.c).
+ *
+ *   offset  size            what
+ *   0       256             struct rbus_hdr: identity, geometry, checksum
+ *   256     128             struct rbus_side: producer side (tail ...)
+ *   384     128 * ncursors  struct rbus_side: consumer cursor(s) (head ...)
+ *   slots   capacity*slot   the slots, slots_off = 512 for ncursors == 1
+ *   ...     padding up to a whole page (4 KiB, or the huge page size)
+ *
+ * Each side block starts a 128-byte block of its own, so the producer's and
+ * the consumer's hot words never share a cache line, nor the pair of lines
+ * the adjacent-line prefetcher fetches together.
+ *
+ * Indices.  A message's index is a 64-bit counter that starts at the
+ * region's start_index and grows by one per slot.  Slot of index i is
+ * i & (capacity - 1).  All index arithmetic is unsigned and modulo 2^64:
+ * "tail - head" is the fill level even across the wrap from 2^64-1 to 0,
+ * as long as the true distance is < 2^63, which capacity <= 2^28 assures.
+ *
+ * Slot stamps.  A slot begins with a 32-bit stamp; it holds the low 32 bits
+ * of an index and tells the slot's state without the index words:
+ *   stamp == (u32)i          slot is free to be written as index i
+ *   stamp == (u32)(i + 1)    slot holds the committed message of index i
+ * A consumer of index i that finds stamp (u32)(i+1) may read the message
+ * (SPSC and MPMC).  MPMC consumers then store (u32)(i + capacity), freeing the
+ * slot for index i + capacity; SPSC needs no such store (its producer learns
+ * of free slots from the head index) and the consumer never writes a slot.
+ * Stamps compare as int32 differences; 32 bits are enough because the states
+ * a slot can be in at once differ by at most 2*capacity <= 2^29.  At
+ * creation, slot s gets the stamp of the first index that maps to it, so no
+ * slot looks committed, whatever start_index is (including near 2^32).
+ */
+#ifndef RINGBUS_LAYOUT_H
+#define RINGBUS_LAYOUT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RBUS_MAGIC        UINT64_C(0x0031305355424752) /* "RGBUS01\0" LE */
+#define RBUS_ABI_VERSION  1u
+#define RBUS_HDR_SIZE     256u
+#define RBUS_SIDE_SIZE    128u
+#define RBUS_SLOT_HDR     8u   /* stamp + len; payload is 8-byte aligned */
+#define RBUS_SLOT_ALIGN   8u
+#define RBUS_PAGE_SIZE    4096u
+
+/* Kinds in the header.  3 and 4 are reserved for the broadcast ring (one
+ * producer, one cursor per consumer in the cursor array) and future kinds;
+ * today's library refuses them with -EPROTONOSUPPORT. */
+#define RBUS_HDR_KIND_SPSC 1u
+#define RBUS_HDR_KIND_MPMC 2u
+
+/* Header flags: the RBUS_REGION_* creation flags (bits 0..2), plus: */
+#define RBUS_HDR_F_SHM     (1u << 16) /* a POSIX shm object, not a memfd */
+/* Bit 17 is reserved for lossy channels (keep newest); refused today. */
+#define RBUS_HDR_F_KNOWN   (0x7u | RBUS_HDR_F_SHM)
+
+/* Slot length word: the low 31 bits are the message length.  The top bit
+ * marks a skipped slot, published by a producer that gave up a claimed MPMC
+ * slot (abandoned reservation); consumers pass over it. */
+#define RBUS_SLOT_SKIP     UINT32_C(0x80000000)
+
+/*
+ * The header: written once by the creator before the region is shared,
+ * never modified afterwards.  Readers copy it, then validate the copy.
+ */
+struct rbus_hdr {
+	uint64_t magic;          /* RBUS_MAGIC */
+	uint32_t abi_version;    /* RBUS_ABI_VERSION */
+	uint32_t hdr_size;       /* RBUS_HDR_SIZE */
+	uint32_t kind;           /* RBUS_HDR_KIND_* */
+	uint32_t flags;          /* RBUS_HDR_F_* */
+	uint32_t capacity;       /* slots, power of two */
+	uint32_t max_msg;        /* bytes */
+	uint32_t slot_size;      /* RBUS_SLOT_HDR + max_msg, rounded up to 8 */
+	uint32_t page_size;      /* granule region_size is a multiple of */
+	uint64_t region_size;    /* bytes of the object */
+	uint64_t prod_off;       /* struct rbus_side of the producers */
+	uint64_t cursors_off;    /* first consumer struct rbus_side */
+	uint32_t ncursors;       /* 1 for SPSC and MPMC */
+	int32_t creator_pid;
+	uint64_t slots_off;
+	uint64_t start_index;    /* first index ever used */
+	uint64_t created_ns;     /* CLOCK_REALTIME */
+	uint8_t reserved[152];   /* zero */
+	uint64_t checksum;       /* rbus_hdr_checksum() of all bytes above */
+};
+
+/*
+ * One side of the ring: the producers' state or one consumer cursor.  Only
+ * the side it belongs to writes `index`; the other side reads it.
+ */
+struct rbus_side {
+	/* Producer side: tail, the next index to be written (MPMC producers
+	 * claim indices by CAS on it).  Consumer side: head, the next index
+	 * to be read (MPMC consumers claim by CAS).  An SPSC producer's tail
+	 * is a hint for observers and for reopening; the slot stamps are the
+	 * truth. */
+	_Atomic uint64_t index;
+	/* Handles of this role attached now (SPSC: 0 or 1, claimed by CAS). */
+	_Atomic uint32_t attached;
+	uint32_t pad0;
+	/* Reserved for the wait protocol (futex words, waiter counts) and
+	 * statistics; zero. */
+	uint8_t reserved[RBUS_SIDE_SIZE - 16];
+};
+
+struct rbus_slot {
+	_Atomic uint32_t stamp;  /* see "Slot stamps" above */
+	_Atomic uint32_t len;    /* length | RBUS_SLOT_SKIP */
+	unsigned char data[];    /* max_msg bytes, 8-byte aligned */
+};
+
+_Static_assert(sizeof(struct rbus_hdr) == RBUS_HDR_SIZE, "header size is ABI");
+_Static_assert(offsetof(struct rbus_hdr, checksum) == RBUS_HDR_SIZE - 8,
+	       "checksum is the header's last word");
+_Static_assert(sizeof(struct rbus_side) == RBUS_SIDE_SIZE, "side size is ABI");
+_Static_assert(sizeof(struct rbus_slot) == RBUS_SLOT_HDR, "slot header is ABI");
+_Static_assert(sizeof(_Atomic uint64_t) == 8 && ATOMIC_LLONG_LOCK_FREE == 2,
+	       "64-bit atomics must be lock-free to work across processes");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2,
+	       "32-bit atomics must be lock-free to work across processes");
+
+/* Offsets of the fixed parts, for ncursors cursors. */
+static inline uint64_t rbus_layout_prod_off(void) { return RBUS_HDR_SIZE; }
+static inline uint64_t rbus_layout_cursors_off(void)
+{
+	return RBUS_HDR_SIZE + RBUS_SIDE_SIZE;
+}
+static inline uint64_t rbus_layout_slots_off(uint32_t ncursors)
+{
+	return rbus_layout_cursors_off() + (uint64_t)ncursors * RBUS_SIDE_SIZE;
+}
+static inline uint32_t rbus_layout_slot_size(uint32_t max_msg)
+{
+	return (uint32_t)(((uint64_t)RBUS_SLOT_HDR + max_msg + RBUS_SLOT_ALIGN - 1) &
+			  ~(uint64_t)(RBUS_SLOT_ALIGN - 1));
+}
+
+/* FNV-1a, 64-bit, over the header bytes before the checksum.  Not a defence
+ * against a malicious peer (who can recompute it), but every accidental
+ * corruption of the header, even of a field no consistency check covers,
+ * is refused with -EBADMSG. */
+static inline uint64_t rbus_hdr_checksum(const struct rbus_hdr *h)
+{
+	const unsigned char *p = (const unsigned char *)h;
+	uint64_t x = UINT64_C(0xcbf29ce484222325);
+
+	for (size_t i = 0; i < offsetof(struct rbus_hdr, checksum); i++) {
+		x ^= p[i];
+		x *= UINT64_C(0x100000001b3);
+	}
+	return x;
+}
+
+#endif /* RINGBUS_LAYOUT_H */

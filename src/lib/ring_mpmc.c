@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ring_mpmc.c - the multi-producer multi-consumer ring.
+ *
+ * A bounded queue with a sequence stamp per slot (the scheme of D. Vyukov's
+ * bounded MPMC queue), extended to variable-size messages, batches and
+ * zero-copy.  Producers claim indices with a CAS on the tail, consumers with
+ * a CAS on the head; the stamp of each slot says whether it is free for index
+ * i (stamp == i) or holds the message of index i (stamp == i + 1), and a
+ * consumer frees it for the next lap by storing i + capacity.
+ *
+ * Progress.  Lock-free for claiming: a CAS fails only because another handle
+ * claimed.  Between its claim and its stamp, a producer (or consumer) holds
+ * its slot; a peer that reaches that slot gets -EAGAIN and never spins on it.
+ * So a preempted holder delays the others, it cannot livelock them, and with
+ * more runnable threads than cores everyone still moves: the calls return
+ * instead of burning the holder's CPU.  A holder that dies between claim and
+ * stamp leaves its slot held; recovering it is the broker's job (see
+ * doc/design.md, "Death of a peer").
+ *
+ * Ordering edges (doc/design.md has the table):
+ *   R4/A4  producer's release store of stamp i+1   ->  consumer's acquire
+ *          load of it: len and bytes are visible to the consumer.
+ *   R5/A5  consumer's release store of stamp i+cap ->  producer's acquire
+ *          load of it: the consumer's reads happen before the rewrite.
+ *   The CASes on head and tail are relaxed: they only arbitrate who owns an
+ *   index; all data is ordered by the stamps.
+ *
+ * Untrusted memory: stamps compare by int32 difference and every outcome
+ * other than "mine" is -EAGAIN or a retry, retries are bounded by
+ * RBUS_CAS_RETRIES, lengths are checked against max_msg, slot addresses are
+ * index & mask.
+ */
+#include "config.h"
+
+#include <errno.h>
+
+#include "internal.h"
+
+static inline int32_t stamp_diff(uint32_t stamp, uint64_t want)
+{
+	return (int32_t)(stamp - (uint32_t)want);
+}
+
+/*
+ * Claim up to n free slots at the tail.  With iov set (send), stop before a
+ * message longer than max_msg.  Returns the number claimed and their first
+ * index in *first, or -EAGAIN (full, or contention past the retry bound),
+ * -EMSGSIZE (iov[0] too long).
+ */
+static int mpmc_claim_free(struct rbus_channel *ch, const struct iovec *iov,
+			   unsigned n, uint64_t *first)
+{
+	_Atomic uint64_t *tail = ch->my_index;
+
+	if (n > ch->capacity)
+		n = ch->capacity;
+	for (int tries = 0; tries < RBUS_CAS_RETRIES; tries++) {
+		/* Relaxed: the CAS below validates pos; slot state comes
+		 * from the stamps. */
+		uint64_t pos = atomic_load_explicit(tail, memory_order_relaxed);
+		int32_t d = 0;
+		unsigned k;
+
+		for (k = 0; k < n; k++) {
+			if (iov && unlikely(iov[k].iov_len > ch->max_msg)) {
+				if (k == 0)
+					return -EMSGSIZE;
+				break;
+			}
+			/* A5 (acquire): pairs with R5 in mpmc_free_slots();
+			 * the last lap's reader is done with the slot. */
+			d = stamp_diff(atomic_load_explicit(&rbus_slot_at(ch, pos + k)->stamp,
+							    memory_order_acquire),
+				       pos + k);
+			if (d != 0)
+				break;
+		}
+		if (k == 0) {
+			if (d < 0)
+				return -EAGAIN; /* last lap's message still there */
+			continue;               /* tail moved on: reload */
+		}
+		if (atomic_compare_exchange_weak_explicit(tail, &pos, pos + k,
+							  memory_order_relaxed,
+							  memory_order_relaxed)) {
+			*first = pos;
+			return (int)k;
+		}
+	}
+	return -EAGAIN;
+}
+
+static inline void mpmc_publish(struct rbus_channel *ch, uint64_t idx, uint32_t len)
+{
+	struct rbus_slot *s = rbus_slot_at(ch, idx);
+
+	/* Relaxed: ordered before the consumer's read by R4 below. */
+	atomic_store_explicit(&s->len, len, memory_order_relaxed);
+	/* R4 (release): publishes len and bytes; pairs with A4 in
+	 * mpmc_claim_full(). */
+	atomic_store_explicit(&s->stamp, (uint32_t)(idx + 1), memory_order_release);
+}
+
+static int mpmc_send(struct rbus_channel *ch, const struct iovec *iov, unsigned n)
+{
+	uint64_t first;
+	int k = mpmc_claim_free(ch, iov, n, &first);
+
+	for (int i = 0; i < k; i++) {
+		rbus_copy(rbus_slot_at(ch, first + i)->data, iov[i].iov_base,
+			  iov[i].iov_len);
+		mpmc_publish(ch, first + i, (uint32_t)iov[i].iov_len);
+	}
+	return k;
+}
+
+static int mpmc_reserve(struct rbus_channel *ch, struct iovec *iov, unsigned n)
+{
+	uint64_t first;
+	int k = mpmc_claim_free(ch, NULL, n, &first);
+
+	for (int i = 0; i < k; i++) {
+		iov[i].iov_base = rbus_slot_at(ch, first + i)->data;
+		iov[i].iov_len = ch->max_msg;
+	}
+	if (k > 0) {
+		ch->pending = PENDING_RESERVE;
+		ch->pending_pos = first;
+		ch->npending = (uint32_t)k;
+	}
+	return k;
+}
+
+static int mpmc_commit(struct rbus_channel *ch, const struct iovec *iov, unsigned n)
+{
+	/* Claimed slots cannot be given back: the ones not committed are
+	 * published as skipped, so consumers pass over them. */
+	for (unsigned i = 0; i < ch->npending; i++)
+		mpmc_publish(ch, ch->pending_pos + i,
+			     i < n ? (uint32_t)iov[i].iov_len : RBUS_SLOT_SKIP);
+	ch->pending = PENDING_NONE;
+	ch->npending = 0;
+	return (int)n;
+}
+
+/*
+ * Claim up to n committed slots at the head.  With iov set (recv), stop
+ * before a message longer than its buffer: iov[m] for the m-th message.
+ * Returns the number of slots claimed and their first index, or -EAGAIN
+ * (empty, or contention past the retry bound), -EMSGSIZE (the first message
+ * is longer than iov[0]), -EBADMSG (the first slot's length is impossible).
+ */
+static int mpmc_claim_full(struct rbus_channel *ch, const struct iovec *iov,
+			   unsigned n, uint64_t *first)
+{
+	_Atomic uint64_t *head = ch->my_index;
+
+	if (n > ch->capacity)
+		n = ch->capacity;
+	for (int tries = 0; tries < RBUS_CAS_RETRIES; tries++) {
+		/* Relaxed: the CAS below validates pos. */
+		uint64_t pos = atomic_load_explicit(head, memory_order_relaxed);
+		unsigned k = 0, msgs = 0;
+		int32_t d = 0;
+		int err = 0;
+
+		while (msgs < n && k < ch->capacity) {
+			struct rbus_slot *s = rbus_slot_at(ch, pos + k);
+			/* A4 (acquire): pairs with R4 in mpmc_publish(). */
+			uint32_t stamp = atomic_load_explicit(&s->stamp,
+							      memory_order_acquire);
+			uint32_t len;
+
+			d = stamp_diff(stamp, pos + k + 1);
+			if (d != 0)
+				break;
+			/* Relaxed: ordered after A4; stable while the slot is
+			 * committed and unclaimed. */
+			len = atomic_load_explicit(&s->len, memory_order_relaxed);
+			if (len & RBUS_SLOT_SKIP) {
+				k++;
+				continue;
+			}
+			if (unlikely(len > ch->max_msg)) {
+				err = -EBADMSG;
+				break;
+			}
+			if (iov && len > iov[msgs].iov_len) {
+				/* Re-read the stamp: if it still says
+				 * committed, len was this message's. */
+				if (atomic_load_explicit(&s->stamp, memory_order_relaxed) != stamp)
+					d = 1; /* consumed under us: reload */
+				else
+					err = -EMSGSIZE;
+				break;
+			}
+			k++;
+			msgs++;
+		}
+		if (k == 0) {
+			if (err)
+				return err;
+			if (d < 0)
+				return -EAGAIN; /* not committed yet: empty */
+			continue;               /* head moved on: reload */
+		}
+		if (atomic_compare_exchange_weak_explicit(head, &pos, pos + k,
+							  memory_order_relaxed,
+							  memory_order_relaxed)) {
+			*first = pos;
+			return (int)k;
+		}
+	}
+	return -EAGAIN;
+}
+
+static void mpmc_free_slots(struct rbus_channel *ch, uint64_t first, unsigned k)
+{
+	for (unsigned i = 0; i < k; i++)
+		/* R5 (release): our reads of the slot are done before a
+		 * producer of the next lap writes it; pairs with A5. */
+		atomic_store_explicit(&rbus_slot_at(ch, first + i)->stamp,
+				      (uint32_t)(first + i + ch->capacity),
+				      memory_order_release);
+}
+
+/*
+ * Walk k claimed slots from first: skip the skipped, re-check every length
+ * (a hostile peer may have changed it since the claim), then copy it into
+ * iov[m] or point iov[m] at it.  Returns the number of messages.
+ */
+static unsigned mpmc_gather(struct rbus_channel *ch, uint64_t first, unsigned k,
+			    struct iovec *iov, unsigned n, bool copy, bool *corrupt)
+{
+	unsigned m = 0;
+
+	for (unsigned i = 0; i < k; i++) {
+		struct rbus_slot *s = rbus_slot_at(ch, first + i);
+		/* Relaxed: we own the slot; A4 ordered its contents. */
+		uint32_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
+
+		if (len & RBUS_SLOT_SKIP)
+			continue;
+		/* m == n: a slot seen as skipped at the claim is not any more. */
+		if (unlikely(m == n || len > ch->max_msg ||
+			     (copy && len > iov[m].iov_len))) {
+			*corrupt = true;
+			continue;
+		}
+		if (copy)
+			rbus_copy(iov[m].iov_base, s->data, len);
+		else
+			iov[m].iov_base = s->data;
+		iov[m].iov_len = len;
+		m++;
+	}
+	return m;
+}
+
+static int mpmc_recv(struct rbus_channel *ch, struct iovec *iov, unsigned n)
+{
+	for (int tries = 0; tries < RBUS_CAS_RETRIES; tries++) {
+		bool corrupt = false;
+		uint64_t first;
+		int k = mpmc_claim_full(ch, iov, n, &first);
+		unsigned m;
+
+		if (k < 0)
+			return k;
+		m = mpmc_gather(ch, first, (unsigned)k, iov, n, true, &corrupt);
+		mpmc_free_slots(ch, first, (unsigned)k);
+		if (m)
+			return (int)m;
+		if (corrupt)
+			return -EBADMSG;
+		/* Only skipped slots: look again. */
+	}
+	return -EAGAIN;
+}
+
+static int mpmc_peek(struct rbus_channel *ch, struct iovec *iov, unsigned n)
+{
+	for (int tries = 0; tries < RBUS_CAS_RETRIES; tries++) {
+		bool corrupt = false;
+		uint64_t first;
+		int k = mpmc_claim_full(ch, NULL, n, &first);
+		unsigned m;
+
+		if (k < 0)
+			return k;
+		m = mpmc_gather(ch, first, (unsigned)k, iov, n, false, &corrupt);
+		if (m) {
+			ch->pending = PENDING_PEEK;
+			ch->pending_pos = first;
+			ch->npending = (uint32_t)k;
+			ch->pending_msgs = m;
+			return (int)m;
+		}
+		mpmc_free_slots(ch, first, (unsigned)k);
+		if (corrupt)
+			return -EBADMSG;
+	}
+	return -EAGAIN;
+}
+
+static int mpmc_release(struct rbus_channel *ch)
+{
+	int msgs = (int)ch->pending_msgs;
+
+	mpmc_free_slots(ch, ch->pending_pos, ch->npending);
+	ch->pending = PENDING_NONE;
+	ch->npending = 0;
+	ch->pending_msgs = 0;
+	return msgs;
+}
+
+static int mpmc_open(struct rbus_channel *ch)
+{
+	/* Relaxed: a count for observers and, later, for shutdown; opening
+	 * orders nothing else. */
+	atomic_fetch_add_explicit(&ch->my_side->attached, 1, memory_order_relaxed);
+	return 0;
+}
+
+static void mpmc_close(struct rbus_channel *ch)
+{
+	if (ch->pending == PENDING_RESERVE)
+		mpmc_commit(ch, NULL, 0);
+	else if (ch->pending == PENDING_PEEK)
+		mpmc_release(ch);
+	/* Release: our slot stores above happen before an observer that
+	 * sees the count drop. */
+	atomic_fetch_sub_explicit(&ch->my_side->attached, 1, memory_order_release);
+}
+
+const struct rbus_ring_ops rbus_mpmc_ops = {
+	.send = mpmc_send,
+	.recv = mpmc_recv,
+	.reserve = mpmc_reserve,
+	.commit = mpmc_commit,
+	.peek = mpmc_peek,
+	.release = mpmc_release,
+	.open = mpmc_open,
+	.close = mpmc_close,
+};

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ring_spsc.c - the single-producer single-consumer ring.  Wait-free: every
+ * call finishes in a bounded number of its own steps, whatever the peer does.
+ *
+ * Who writes what:
+ *   producer: slot bytes, slot len, slot stamp (publishes), prod->index
+ *             (tail; a hint for observers and for a reopening producer)
+ *   consumer: cons->index (head; frees slots)
+ * The consumer never writes a slot, so a hand-off moves each slot's cache
+ * line one way only.  The consumer learns that index i is committed from the
+ * stamp on the slot's own line (see layout.h), not from the tail: in a
+ * ping-pong that saves one cache-line transfer per message.  The producer
+ * learns of free slots from the head, read only when its cached limit runs
+ * out.
+ *
+ * Ordering edges (doc/design.md has the table):
+ *   R1/A1  producer's release store of the stamp  ->  consumer's acquire
+ *          load of it: the consumer sees len and bytes written before R1.
+ *   R2/A2  consumer's release store of the head   ->  producer's acquire
+ *          load of it: the consumer's reads of a slot happen before the
+ *          producer's rewrite of it.
+ *   R3/A3  close's release store of `attached` 0  ->  open's acquire CAS:
+ *          the next holder of the role sees its predecessor's index.
+ *
+ * Untrusted memory: the producer checks that the head it reads is within a
+ * ring of its tail; the consumer checks every len against max_msg and never
+ * takes more than capacity slots in a call.  Slot addresses are always
+ * index & mask, inside the region.
+ */
+#include "config.h"
+
+#include <errno.h>
+
+#include "internal.h"
+
+/* Refresh the producer's cached limit.  Returns free slots, or -EBADMSG. */
+static int64_t spsc_refresh(struct rbus_channel *ch)
+{
+	/* A2 (acquire): pairs with R2 in spsc_publish_head(); the consumer's
+	 * reads of every slot below head are done before we rewrite them. */
+	uint64_t head = atomic_load_explicit(ch->peer_index, memory_order_acquire);
+
+	if (unlikely(ch->pos - head > ch->capacity))
+		return -EBADMSG;
+	ch->limit = head + ch->capacity;
+	return (int64_t)(ch->limit - ch->pos);
+}
+
+/* Room for up to n slots: returns how many (>= 1), -EAGAIN or -EBADMSG. */
+static inline int64_t spsc_room(struct rbus_channel *ch, unsigned n)
+{
+	int64_t avail = (int64_t)(ch->limit - ch->pos);
+
+	if (unlikely(avail < (int64_t)n)) {
+		avail = spsc_refresh(ch);
+		if (avail <= 0)
+			return avail < 0 ? avail : -EAGAIN;
+	}
+	return avail < (int64_t)n ? avail : (int64_t)n;
+}
+
+static inline void spsc_publish_slot(struct rbus_slot *s, uint64_t idx, uint32_t len)
+{
+	/* Relaxed: ordered before the consumer's read by R1 below. */
+	atomic_store_explicit(&s->len, len, memory_order_relaxed);
+	/* R1 (release): publishes len and the bytes written before it;
+	 * pairs with A1 in spsc_take(). */
+	atomic_store_explicit(&s->stamp, (uint32_t)(idx + 1), memory_order_release);
+}
+
+static inline void spsc_publish_tail(struct rbus_channel *ch)
+{
+	/* Relaxed: the tail is a hint (statistics, reopen); no consumer reads
+	 * data through it, the stamps carry the data (R1). */
+	atomic_store_explicit(ch->my_index, ch->pos, memory_order_relaxed);
+}
+
+static int spsc_send(struct rbus_channel *ch, const struct iovec *iov, unsigned n)
+{
+	int64_t room = spsc_room(ch, n);
+	uint64_t pos = ch->pos;
+	unsigned i;
+
+	if (unlikely(room < 0))
+		return (int)room;
+	for (i = 0; i < (unsigned)room; i++) {
+		size_t len = iov[i].iov_len;
+		struct rbus_slot *s = rbus_slot_at(ch, pos + i);
+
+		if (unlikely(len > ch->max_msg)) {
+			if (i == 0)
+				return -EMSGSIZE;
+			break;
+		}
+		rbus_copy(s->data, iov[i].iov_base, len);
+		spsc_publish_slot(s, pos + i, (uint32_t)len);
+	}
+	ch->pos = pos + i;
+	spsc_publish_tail(ch);
+	return (int)i;
+}
+
+static int spsc_reserve(struct rbus_channel *ch, struct iovec *iov, unsigned n)
+{
+	int64_t room = spsc_room(ch, n);
+
+	if (unlikely(room < 0))
+		return (int)room;
+	for (unsigned i = 0; i < (unsigned)room; i++) {
+		iov[i].iov_base = rbus_slot_at(ch, ch->pos + i)->data;
+		iov[i].iov_len = ch->max_msg;
+	}
+	ch->pending = PENDING_RESERVE;
+	ch->pending_pos = ch->pos;
+	ch->npending = (uint32_t)room;
+	return (int)room;
+}
+
+static int spsc_commit(struct rbus_channel *ch, const struct iovec *iov, unsigned n)
+{
+	/* Slots beyond n are abandoned: never stamped, the next reserve or
+	 * send reuses them. */
+	for (unsigned i = 0; i < n; i++)
+		spsc_publish_slot(rbus_slot_at(ch, ch->pos + i), ch->pos + i,
+				  (uint32_t)iov[i].iov_len);
+	ch->pos += n;
+	ch->pending = PENDING_NONE;
+	ch->npending = 0;
+	spsc_publish_tail(ch);
+	return (int)n;
+}
+
+static inline void spsc_publish_head(struct rbus_channel *ch, uint64_t pos)
+{
+	ch->pos = pos;
+	/* R2 (release): our reads of the slots below pos are done before the
+	 * producer may rewrite them; pairs with A2 in spsc_refresh(). */
+	atomic_store_explicit(ch->my_index, pos, memory_order_release);
+}
+
+/*
+ * Walk the committed slots from ch->pos: up to n messages, never more than
+ * capacity slots.  With copy set, copy each into iov[] (stopping before one
+ * that does not fit); else point iov[] at them.  Skipped slots are passed
+ * over.  Returns messages found; *slots_out the slots walked; *err why it
+ * stopped early (0 if the ring was simply empty or n was reached).
+ */
+static unsigned spsc_take(struct rbus_channel *ch, struct iovec *iov, unsigned n,
+			  bool copy, uint64_t *slots_out, int *err)
+{
+	uint64_t pos = ch->pos, walked = 0;
+	unsigned got = 0;
+
+	*err = 0;
+	while (got < n && walked < ch->capacity) {
+		struct rbus_slot *s = rbus_slot_at(ch, pos + walked);
+		/* A1 (acquire): pairs with R1 in spsc_publish_slot(); len and
+		 * bytes of a committed slot are visible after this load. */
+		uint32_t stamp = atomic_load_explicit(&s->stamp, memory_order_acquire);
+		uint32_t len;
+
+		if (stamp != (uint32_t)(pos + walked + 1))
+			break;
+		/* Relaxed, read once: the local copy is what we check and use,
+		 * whatever a hostile peer writes afterwards. */
+		len = atomic_load_explicit(&s->len, memory_order_relaxed);
+		if (unlikely(len > ch->max_msg)) {
+			if (len & RBUS_SLOT_SKIP) {
+				walked++;
+				continue;
+			}
+			*err = -EBADMSG;
+			break;
+		}
+		if (copy) {
+			if (len > iov[got].iov_len) {
+				*err = -EMSGSIZE;
+				break;
+			}
+			rbus_copy(iov[got].iov_base, s->data, len);
+		} else {
+			iov[got].iov_base = s->data;
+		}
+		iov[got].iov_len = len;
+		got++;
+		walked++;
+	}
+	*slots_out = walked;
+	return got;
+}
+
+static int spsc_recv(struct rbus_channel *ch, struct iovec *iov, unsigned n)
+{
+	uint64_t walked;
+	int err;
+	unsigned got = spsc_take(ch, iov, n, true, &walked, &err);
+
+	if (walked)
+		spsc_publish_head(ch, ch->pos + walked);
+	if (got)
+		return (int)got;
+	return err ? err : -EAGAIN;
+}
+
+static int spsc_peek(struct rbus_channel *ch, struct iovec *iov, unsigned n)
+{
+	uint64_t walked;
+	int err;
+	unsigned got = spsc_take(ch, iov, n, false, &walked, &err);
+
+	if (!got) {
+		/* Only skipped slots (if any): pass them now. */
+		if (walked)
+			spsc_publish_head(ch, ch->pos + walked);
+		return err ? err : -EAGAIN;
+	}
+	ch->pending = PENDING_PEEK;
+	ch->pending_pos = ch->pos;
+	ch->npending = (uint32_t)walked;
+	ch->pending_msgs = got;
+	return (int)got;
+}
+
+static int spsc_release(struct rbus_channel *ch)
+{
+	int msgs = (int)ch->pending_msgs;
+
+	spsc_publish_head(ch, ch->pending_pos + ch->npending);
+	ch->pending = PENDING_NONE;
+	ch->npending = 0;
+	ch->pending_msgs = 0;
+	return msgs;
+}
+
+static int spsc_open(struct rbus_channel *ch)
+{
+	_Atomic uint32_t *attached = &ch->my_side->attached;
+	uint32_t none = 0;
+	uint64_t head, pos;
+
+	/* A3 (acquire on success): pairs with R3 in spsc_close(); we see the
+	 * index our predecessor in this role left. */
+	if (!atomic_compare_exchange_strong_explicit(attached, &none, 1,
+						     memory_order_acquire,
+						     memory_order_relaxed))
+		return -EBUSY;
+
+	pos = atomic_load_explicit(ch->my_index, memory_order_relaxed);
+	if (ch->role == RBUS_CONSUMER) {
+		uint64_t tail = atomic_load_explicit(ch->peer_index, memory_order_relaxed);
+		/* Either may lead by up to a ring (see region_map()). */
+		if (tail - pos > ch->capacity && pos - tail > ch->capacity)
+			goto corrupt;
+		ch->pos = pos;
+		return 0;
+	}
+
+	/* Producer.  A2 as in spsc_refresh(). */
+	head = atomic_load_explicit(ch->peer_index, memory_order_acquire);
+	if (pos - head > ch->capacity) {
+		/* The tail is behind the head: a predecessor died between
+		 * stamping and publishing its tail, and the consumer took
+		 * those messages.  Start from the head, if it is sane. */
+		if (head - pos > ch->capacity)
+			goto corrupt;
+		pos = head;
+	}
+	/* Stamps are the truth: pass committed slots the tail does not
+	 * count yet, so they are neither lost nor overwritten.  Relaxed:
+	 * we learn which indices are taken and read no data through them. */
+	while (pos - head < ch->capacity &&
+	       atomic_load_explicit(&rbus_slot_at(ch, pos)->stamp,
+				    memory_order_relaxed) == (uint32_t)(pos + 1))
+		pos++;
+	ch->pos = pos;
+	ch->limit = head + ch->capacity;
+	spsc_publish_tail(ch);
+	return 0;
+corrupt:
+	atomic_store_explicit(attached, 0, memory_order_release);
+	return -EBADMSG;
+}
+
+static void spsc_close(struct rbus_channel *ch)
+{
+	/* An outstanding reservation was never stamped, an outstanding peek
+	 * never moved the head: nothing to undo.  R3 (release): pairs with
+	 * A3 in spsc_open(); our index stores happen before the next
+	 * holder's loads of them. */
+	atomic_store_explicit(&ch->my_side->attached, 0, memory_order_release);
+}
+
+const struct rbus_ring_ops rbus_spsc_ops = {
+	.send = spsc_send,
+	.recv = spsc_recv,
+	.reserve = spsc_reserve,
+	.commit = spsc_commit,
+	.peek = spsc_peek,
+	.release = spsc_release,
+	.open = spsc_open,
+	.close = spsc_close,
+};

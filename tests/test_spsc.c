@@ -1,0 +1,2 @@
+/* placeholder, replaced in the next steps */
+int main(void) { return 77; }
