@@ -128,8 +128,11 @@ int rbus_region_create(const struct rbus_region_opts *o,
  *   -EPROTONOSUPPORT  a ringbus ABI version or kind this library lacks.
  *   -EBADMSG          header fields inconsistent, checksum wrong, or the
  *                     ring indices are impossible.
+ *   -EACCES           @fd is not open for reading and writing (O_RDWR).
  *   -EINVAL           unknown flag, or @fd is not a mappable file.
- *   -EBADF, -ENOMEM   from the system calls.
+ *   -ENOMEM           out of memory, or RBUS_REGION_MLOCK asked to lock
+ *                     more than RLIMIT_MEMLOCK allows.
+ *   -EBADF            from the system calls.
  */
 int rbus_region_attach_fd(int fd, uint32_t flags, struct rbus_region **out);
 

@@ -170,8 +170,11 @@ static int region_map(struct rbus_region *r, uint32_t flags)
 		r->base = NULL;
 		return -errno;
 	}
+	/* mlock() says EAGAIN or ENOMEM over RLIMIT_MEMLOCK, and EPERM when
+	 * that limit is 0 without CAP_IPC_LOCK; all three mean "not allowed
+	 * to lock this much", and -EPERM is taken (unsealed fd). */
 	if ((flags & RBUS_REGION_MLOCK) && mlock(r->base, r->map_size) < 0)
-		return errno == EAGAIN ? -ENOMEM : -errno;
+		return (errno == EAGAIN || errno == EPERM) ? -ENOMEM : -errno;
 
 	r->prod = (struct rbus_side *)(r->base + h->prod_off);
 	r->cons = (struct rbus_side *)(r->base + h->cursors_off);
@@ -205,7 +208,7 @@ RBUS_EXPORT int rbus_region_attach_fd(int fd, uint32_t flags,
 	struct rbus_region *r;
 	struct stat st;
 	ssize_t n;
-	int seals, err;
+	int seals, err, fl;
 
 	if (!out || (flags & ~RBUS_ATTACH_FLAGS))
 		return -EINVAL;
@@ -214,6 +217,13 @@ RBUS_EXPORT int rbus_region_attach_fd(int fd, uint32_t flags,
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return -EINVAL;
+	/* Both sides write shared memory (indices, stamps): a read-only or
+	 * write-only fd cannot be mapped shared and writable. */
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -errno;
+	if ((fl & O_ACCMODE) != O_RDWR)
+		return -EACCES;
 
 	/* Seals first: without F_SEAL_SHRINK a peer can truncate the object
 	 * and every access would raise SIGBUS.  Objects that cannot be sealed
