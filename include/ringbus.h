@@ -10,5 +10,6 @@
 #include <ringbus/error.h>
 #include <ringbus/region.h>
 #include <ringbus/channel.h>
+#include <ringbus/wait.h>
 
 #endif /* RINGBUS_H */

@@ -645,7 +645,10 @@ static int stream_consumer(void *arg)
 				k = -1000;
 			break;
 		}
-		if (k == -EAGAIN) {
+		/* -EPIPE: empty and no producer attached right now; with
+		 * several producers opening at different times, another may
+		 * still come, so it means no more than -EAGAIN here. */
+		if (k == -EAGAIN || k == -EPIPE) {
 			/* Empty after every producer finished (acquire: pairs
 			 * with the release in stream_producer(), so all their
 			 * commits are visible): nothing more will come.  A lost
@@ -766,10 +769,9 @@ static void run_stream(const struct stream_cfg *cfg)
 	}
 	ck_assert_uint_eq(received, total);
 	ck_assert_uint_eq(th_tally_missing(&all), 0);
-	/* Every consumer got some share when there are several. */
-	if (cfg->ncons > 1 && total >= 1000)
-		for (unsigned i = 0; i < cfg->ncons; i++)
-			ck_assert_uint_gt(sh->cons[i].received, 0);
+	/* No share per consumer is asserted: MPMC promises no fairness, and
+	 * a consumer descheduled for the whole stream legitimately gets
+	 * nothing (seen on 2 CPUs under make -j2). */
 
 	for (unsigned i = cfg->nprod; i < njobs; i++)
 		free(jobs[i].ctx.tally.next);

@@ -201,7 +201,8 @@ static const struct field fields[] = {
 	FIELD(page_size), FIELD(region_size), FIELD(prod_off),
 	FIELD(cursors_off), FIELD(ncursors), FIELD(creator_pid),
 	FIELD(slots_off), FIELD(start_index), FIELD(created_ns),
-	RESERVED(0), RESERVED(1), RESERVED(76), RESERVED(150), RESERVED(151),
+	FIELD(wait_off), FIELD(wakeup),
+	RESERVED(0), RESERVED(1), RESERVED(76), RESERVED(138), RESERVED(139),
 	FIELD(checksum),
 };
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -359,7 +360,15 @@ static const struct hostile hostiles[] = {
 	HOSTILE_RES(0, 1),
 	HOSTILE_RES(1, 0x80),
 	HOSTILE_RES(76, 1),
-	HOSTILE_RES(151, 0xff),
+	HOSTILE_RES(139, 0xff),
+	HOSTILE(wakeup, H_SET, 0, FIX_NONE, -EPROTONOSUPPORT),
+	HOSTILE(wakeup, H_SET, 3, FIX_NONE, -EPROTONOSUPPORT),
+	HOSTILE(wakeup, H_SET, UINT32_MAX, FIX_NONE, -EPROTONOSUPPORT),
+	/* The eventfd backend without its eventfds: attach_fd refuses. */
+	HOSTILE(wakeup, H_SET, 2, FIX_NONE, -EINVAL),
+	HOSTILE(wait_off, H_SET, 0, FIX_NONE, ANY_ERROR),
+	HOSTILE(wait_off, H_ADD, 8, FIX_NONE, ANY_ERROR),
+	HOSTILE(wait_off, H_SET, UINT64_MAX, FIX_NONE, ANY_ERROR),
 	/* Geometry changed consistently (slot_size and region_size follow):
 	 * a header describing more than the object holds is a truncation. */
 	HOSTILE(capacity, H_SET, HC_CAPACITY * 2, FIX_GEOMETRY, -ENODATA),

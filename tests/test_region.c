@@ -180,8 +180,11 @@ static int get_byte(int fd)
 		}                                                              \
 	} while (0)
 
-/* Child side of a th_msg exchange: receive n messages of producer 0. */
-static int child_recv_msgs(struct rbus_channel *c, size_t max_msg, uint64_t n)
+/* Child side of a th_msg exchange: receive n messages of producer 0; then
+ * the drained ring gives want_end (-EAGAIN while the producer is attached,
+ * -EPIPE once it has closed). */
+static int child_recv_msgs(struct rbus_channel *c, size_t max_msg, uint64_t n,
+			   int want_end)
 {
 	unsigned char buf[4096];
 
@@ -194,7 +197,7 @@ static int child_recv_msgs(struct rbus_channel *c, size_t max_msg, uint64_t n)
 		CHILD_CHECK(th_msg_check(buf, (size_t)len, max_msg, &p, &s) == 0, 21);
 		CHILD_CHECK(p == 0 && s == i, 22);
 	}
-	CHILD_CHECK(rbus_recv(c, buf, sizeof(buf)) == -EAGAIN, 23);
+	CHILD_CHECK(rbus_recv(c, buf, sizeof(buf)) == want_end, 23);
 	return 0;
 }
 
@@ -517,7 +520,7 @@ static int fork_attach_child(void *varg)
 	CHILD_CHECK(rbus_channel_open(r, RBUS_CONSUMER, 0, &c) == 0, 13);
 	CHILD_CHECK(put_byte(a->ready_w) == 0, 14);
 	CHILD_CHECK(get_byte(a->go_r) == 0, 15);
-	rc = child_recv_msgs(c, a->max_msg, a->n);
+	rc = child_recv_msgs(c, a->max_msg, a->n, -EAGAIN);
 	rbus_channel_close(c);
 	rbus_region_close(r);
 	return rc;
@@ -608,7 +611,7 @@ static int shm_child(void *varg)
 	CHILD_CHECK(rbus_channel_open(r, RBUS_CONSUMER, 0, &c) == 0, 13);
 	CHILD_CHECK(put_byte(a->to_parent) == 0, 14);       /* attached */
 	CHILD_CHECK(get_byte(a->from_parent) == 0, 15);     /* parent sent */
-	rc = child_recv_msgs(c, a->max_msg, a->n);
+	rc = child_recv_msgs(c, a->max_msg, a->n, -EPIPE);
 	if (rc)
 		return rc;
 	rbus_channel_close(c);
@@ -688,7 +691,8 @@ START_TEST(shm_create_attach_exchange)
 		recv_msg(c, 300, 7, i);
 	{
 		unsigned char buf[512];
-		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
+		/* Drained, and the child's producer has closed. */
+		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EPIPE);
 	}
 	rbus_channel_close(c);
 
@@ -1448,7 +1452,7 @@ START_TEST(channel_open_args)
 	ck_assert_rbus(rbus_channel_open(r, (enum rbus_role)0, 0, &ch), -EINVAL);
 	ck_assert_ptr_null(ch);
 	ck_assert_rbus(rbus_channel_open(r, (enum rbus_role)3, 0, &ch), -EINVAL);
-	ck_assert_rbus(rbus_channel_open(r, RBUS_PRODUCER, 1, &ch), -EINVAL);
+	ck_assert_rbus(rbus_channel_open(r, RBUS_PRODUCER, 1u << 1, &ch), -EINVAL);
 	ck_assert_rbus(rbus_channel_open(r, RBUS_CONSUMER, 1u << 31, &ch), -EINVAL);
 	ck_assert_rbus(rbus_channel_open(NULL, RBUS_CONSUMER, 0, &ch), -EINVAL);
 	ck_assert_rbus(rbus_channel_open(r, RBUS_CONSUMER, 0, NULL), -EINVAL);

@@ -166,8 +166,8 @@ int rbus_reserve_batch(struct rbus_channel *ch, struct iovec *iov, unsigned n);
 /*
  * rbus_commit_batch - publish the first @n reserved slots as messages of
  * iov[i].iov_len bytes (iov_base is ignored), with one index update.  @n may
- * be smaller than the number reserved: the remaining reservations are
- * abandoned (SPSC: never published; MPMC: published as skipped slots).
+ * be smaller than the number reserved, even 0: the remaining reservations
+ * are abandoned (SPSC: never published; MPMC: published as skipped slots).
  * Returns @n, or -EINVAL (nothing reserved, or @n larger than reserved),
  * -EMSGSIZE (a length > max_msg; nothing is published, the reservation
  * stays outstanding), -EBADF.

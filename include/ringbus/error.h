@@ -15,7 +15,8 @@
  *                    the next message is larger than the caller's buffer
  *                    (recv; the message stays in the ring).
  *   -EBADF           the handle's role does not allow the call (recv on a
- *                    producer, send on a consumer).
+ *                    producer, send on a consumer); from the region calls,
+ *                    an fd that is not open.
  *   -EBUSY           a zero-copy reservation or peek is outstanding on the
  *                    handle, or an SPSC role is already taken.
  *   -EPROTO          the object is not a ringbus region (foreign magic).
@@ -29,6 +30,12 @@
  *                    the caller did not accept an unsealed region.
  *   -ENOSPC          no memory to reserve the region (tmpfs full, or no huge
  *                    pages reserved in /proc/sys/vm/nr_hugepages).
+ *   -ETIMEDOUT       a waiting call's deadline passed (ringbus/wait.h).
+ *   -EPIPE           the call cannot make progress and never will: the
+ *                    peer role hung up (its last handle closed).
+ *   -ECANCELED       the handle was closed by another thread while the
+ *                    call waited on it.
+ *   -EOPNOTSUPP      the call needs the eventfd wakeup backend.
  */
 #ifndef RINGBUS_ERROR_H
 #define RINGBUS_ERROR_H

@@ -5,7 +5,10 @@
  * A region is a shared-memory object (a sealed memfd, or a named POSIX shm
  * object) laid out as: a header (magic, ABI version, kind, geometry, creation
  * parameters, checksum), the producer's and the consumer's state on cache
- * lines of their own, and the slots.  doc/design.md has the exact layout.
+ * lines of their own, the wait block (futex words, sleepers), and the slots.
+ * doc/design.md has the exact layout.  A region made with the eventfd
+ * wakeup backend (ringbus/wait.h) also owns two eventfds, which travel with
+ * the region fd: rbus_region_fds() and rbus_region_attach_fds().
  *
  * Memory is reserved at creation with fallocate(), so a full tmpfs fails the
  * creation with -ENOSPC instead of raising SIGBUS on a later write.  A memfd
@@ -78,6 +81,10 @@ struct rbus_region_opts {
 	 * practice; this lets tests start near 2^32 or 2^64 to prove that
 	 * wrap-around arithmetic is right.  Default 0. */
 	uint64_t start_index;
+	/* Wakeup backend: RBUS_WAKE_FUTEX (default) or RBUS_WAKE_EVENTFD, see
+	 * ringbus/wait.h. */
+	uint32_t wakeup;
+	uint32_t reserved32;
 	uint64_t reserved[4];
 };
 
@@ -98,7 +105,8 @@ void rbus_region_opts_init(struct rbus_region_opts *o);
  *
  * Returns 0, or:
  *   -EINVAL   an option out of range (capacity not a power of two, unknown
- *             flag, non-zero reserved field, bad shm name ...).
+ *             flag or wakeup backend, non-zero reserved field, bad shm
+ *             name ...).
  *   -EEXIST   the shm name exists already.
  *   -ENOSPC   the memory could not be reserved (tmpfs full, or no huge pages
  *             reserved when RBUS_REGION_HUGETLB is set).
@@ -107,6 +115,22 @@ void rbus_region_opts_init(struct rbus_region_opts *o);
  */
 int rbus_region_create(const struct rbus_region_opts *o,
 		       struct rbus_region **out);
+
+/*
+ * rbus_region_attach_fds - map and validate the region behind @fds[0], with
+ * its eventfds @fds[1] (data) and @fds[2] (space) if it uses the eventfd
+ * wakeup backend.
+ * @fds:   the fds, as rbus_region_fds() gives them in any process.  The
+ *         region keeps duplicates (close-on-exec); the caller still owns
+ *         its fds.
+ * @nfds:  1 for a futex-backend region, 3 for an eventfd-backend one.
+ * @flags, @out: as rbus_region_attach_fd().
+ *
+ * Returns what rbus_region_attach_fd() returns, and -EINVAL when @nfds does
+ * not match the region's backend or @fds[1] / @fds[2] are not eventfds.
+ */
+int rbus_region_attach_fds(const int *fds, unsigned nfds, uint32_t flags,
+			   struct rbus_region **out);
 
 /*
  * rbus_region_attach_fd - map and validate the region behind @fd.
@@ -118,7 +142,9 @@ int rbus_region_create(const struct rbus_region_opts *o,
  *
  * Validates the seals (F_SEAL_SHRINK and F_SEAL_GROW are required unless
  * RBUS_ATTACH_UNSEALED is given), the size, and every header field, and
- * checks the ring indices for consistency.  Thread-safe.
+ * checks the ring indices for consistency.  A region of the eventfd backend
+ * needs its eventfds: use rbus_region_attach_fds() (this call gives -EINVAL).
+ * Thread-safe.
  *
  * Returns 0, or:
  *   -EPERM            the fd is not sealed and RBUS_ATTACH_UNSEALED is unset.
@@ -128,11 +154,12 @@ int rbus_region_create(const struct rbus_region_opts *o,
  *   -EPROTONOSUPPORT  a ringbus ABI version or kind this library lacks.
  *   -EBADMSG          header fields inconsistent, checksum wrong, or the
  *                     ring indices are impossible.
- *   -EACCES           @fd is not open for reading and writing (O_RDWR).
+ *   -EACCES           @fd is not open for reading and writing (O_RDWR), or
+ *                     the object cannot be mapped writable (F_SEAL_WRITE).
  *   -EINVAL           unknown flag, or @fd is not a mappable file.
  *   -ENOMEM           out of memory, or RBUS_REGION_MLOCK asked to lock
  *                     more than RLIMIT_MEMLOCK allows.
- *   -EBADF            from the system calls.
+ *   -EBADF            @fd is not an open fd.
  */
 int rbus_region_attach_fd(int fd, uint32_t flags, struct rbus_region **out);
 
@@ -157,6 +184,14 @@ void rbus_region_close(struct rbus_region *r);
  */
 int rbus_region_fd(const struct rbus_region *r);
 
+/*
+ * rbus_region_fds - every fd another process needs to attach: the region fd,
+ * then (eventfd backend) the data and space eventfds.  Copies up to @max of
+ * them into @fds and returns how many there are (1 or 3).  The fds are owned
+ * by the region.  Thread-safe.
+ */
+int rbus_region_fds(const struct rbus_region *r, int *fds, unsigned max);
+
 /* A snapshot of a region.  Geometry comes from the validated private copy;
  * the live fields are read from shared memory and are only a hint. */
 struct rbus_region_info {
@@ -170,6 +205,7 @@ struct rbus_region_info {
 	uint64_t start_index;
 	int32_t creator_pid;
 	uint64_t created_ns;     /* CLOCK_REALTIME at creation */
+	uint32_t wakeup;         /* RBUS_WAKE_FUTEX or RBUS_WAKE_EVENTFD */
 	/* live */
 	uint64_t head;           /* next index a consumer takes */
 	uint64_t tail;           /* next index a producer takes */

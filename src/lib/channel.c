@@ -4,12 +4,21 @@
  *
  * Everything the ring algorithms may assume is checked here once: the role,
  * n >= 1, the zero-copy state machine (nothing outstanding, or exactly the
- * reservation/peek being finished), and message lengths against max_msg.
+ * reservation/peek being finished), and commit lengths against max_msg
+ * (send lengths are checked by the rings, which stop a batch there).
+ *
+ * Every call is built from a try-once operation (try_*), which runs the
+ * ring algorithm and then wakes the peers if it published or freed
+ * anything (rbus_wake_peer()).  The non-blocking calls run it once and turn
+ * -EAGAIN into -EPIPE when the peer role has hung up; the _wait forms hand
+ * it to rbus_wait_loop() (wait.c), which retries it while spinning and as
+ * the re-check of the sleep handshake.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -22,13 +31,15 @@ RBUS_EXPORT int rbus_channel_open(struct rbus_region *r, enum rbus_role role,
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!r || flags || (role != RBUS_PRODUCER && role != RBUS_CONSUMER))
+	if (!r || (flags & ~RBUS_CHANNEL_EINTR) ||
+	    (role != RBUS_PRODUCER && role != RBUS_CONSUMER))
 		return -EINVAL;
 	ch = calloc(1, sizeof(*ch));
 	if (!ch)
 		return -ENOMEM;
 	ch->region = r;
 	ch->role = role;
+	ch->flags = flags;
 	ch->slots = r->slots;
 	ch->capacity = r->hdr.capacity;
 	ch->mask = (uint64_t)r->hdr.capacity - 1;
@@ -38,7 +49,12 @@ RBUS_EXPORT int rbus_channel_open(struct rbus_region *r, enum rbus_role role,
 	ch->my_side = role == RBUS_PRODUCER ? r->prod : r->cons;
 	ch->my_index = role == RBUS_PRODUCER ? &r->prod->index : &r->cons->index;
 	ch->peer_index = role == RBUS_PRODUCER ? &r->cons->index : &r->prod->index;
-	err = ch->ops->open(ch);
+	err = rbus_wait_open(ch);
+	if (!err) {
+		err = ch->ops->open(ch);
+		if (err && ch->cancel_efd >= 0)
+			close(ch->cancel_efd);
+	}
 	if (err) {
 		free(ch);
 		return err;
@@ -48,13 +64,28 @@ RBUS_EXPORT int rbus_channel_open(struct rbus_region *r, enum rbus_role role,
 	return 0;
 }
 
+/* Drop a reference; the last one releases the role and frees the handle. */
+static void channel_unref(struct rbus_channel *ch)
+{
+	/* acq_rel: the waiting call's uses of the handle happen before the
+	 * release of the role and the free by whoever drops the last one. */
+	if (atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	ch->ops->close(ch);
+	rbus_wait_close(ch);
+	rbus_region_close(ch->region);
+	free(ch);
+}
+
 RBUS_EXPORT void rbus_channel_close(struct rbus_channel *ch)
 {
 	if (!ch)
 		return;
-	ch->ops->close(ch);
-	rbus_region_close(ch->region);
-	free(ch);
+	/* Relaxed: only this thread and waiting calls of this process
+	 * touch refs; a waiter took its reference before waiting. */
+	if (atomic_load_explicit(&ch->refs, memory_order_relaxed) > 1)
+		rbus_wait_cancel(ch);
+	channel_unref(ch);
 }
 
 RBUS_EXPORT struct rbus_region *rbus_channel_region(const struct rbus_channel *ch)
@@ -72,6 +103,76 @@ RBUS_EXPORT size_t rbus_channel_max_msg(const struct rbus_channel *ch)
 	return ch->max_msg;
 }
 
+/* ---- try-once operations (a handle of the right role, n >= 1) ---------- */
+
+static int try_send(struct rbus_channel *ch, struct iovec *iov, unsigned n)
+{
+	int k = ch->ops->send(ch, iov, n);
+
+	if (k > 0)
+		rbus_wake_peer(ch);
+	return k;
+}
+
+static int try_recv(struct rbus_channel *ch, struct iovec *iov, unsigned n)
+{
+	int k = ch->ops->recv(ch, iov, n);
+
+	if (k > 0 || unlikely(ch->freed)) {
+		ch->freed = false;
+		rbus_wake_peer(ch);
+	}
+	return k;
+}
+
+static int try_reserve(struct rbus_channel *ch, struct iovec *iov, unsigned n)
+{
+	return ch->ops->reserve(ch, iov, n);
+}
+
+static int try_peek(struct rbus_channel *ch, struct iovec *iov, unsigned n)
+{
+	int k = ch->ops->peek(ch, iov, n);
+
+	if (unlikely(ch->freed)) {
+		ch->freed = false;
+		rbus_wake_peer(ch);
+	}
+	return k;
+}
+
+/* Run op once; at -EAGAIN, tell a hung-up peer apart. */
+static int try_once(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
+		    unsigned n)
+{
+	int k = op(ch, iov, n);
+
+	if (unlikely(k == -EAGAIN) && rbus_peer_hung_up(ch)) {
+		/* rbus_peer_hung_up()'s acquire: this retry sees all the
+		 * peer published before it closed. */
+		k = op(ch, iov, n);
+		if (k == -EAGAIN)
+			k = -EPIPE;
+	}
+	return k;
+}
+
+/* A waiting call: hold a reference, so that close() from another thread
+ * only marks the handle and wakes us (wait.h). */
+static int wait_call(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
+		     unsigned n, int64_t deadline)
+{
+	int k;
+
+	if (unlikely(deadline < 0))
+		return -EINVAL;
+	/* Relaxed: see rbus_channel_close(); dropped with acq_rel. */
+	atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+	k = rbus_wait_loop(ch, op, iov, n, deadline);
+	channel_unref(ch);
+	return k;
+}
+
 /* The checks every data-path call starts with. */
 static inline int check_idle(const struct rbus_channel *ch, enum rbus_role role)
 {
@@ -82,6 +183,18 @@ static inline int check_idle(const struct rbus_channel *ch, enum rbus_role role)
 	return 0;
 }
 
+static inline int check_batch(const struct rbus_channel *ch, enum rbus_role role,
+			      unsigned n)
+{
+	int err = check_idle(ch, role);
+
+	if (unlikely(err))
+		return err;
+	return unlikely(!n) ? -EINVAL : 0;
+}
+
+/* ---- the calls ----------------------------------------------------------- */
+
 RBUS_EXPORT int rbus_send(struct rbus_channel *ch, const void *buf, size_t len)
 {
 	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
@@ -89,7 +202,19 @@ RBUS_EXPORT int rbus_send(struct rbus_channel *ch, const void *buf, size_t len)
 
 	if (unlikely(n))
 		return n;
-	n = ch->ops->send(ch, &v, 1);
+	n = try_once(ch, try_send, &v, 1);
+	return n < 0 ? n : 0;
+}
+
+RBUS_EXPORT int rbus_send_wait(struct rbus_channel *ch, const void *buf, size_t len,
+			       int64_t deadline)
+{
+	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
+	int n = check_idle(ch, RBUS_PRODUCER);
+
+	if (unlikely(n))
+		return n;
+	n = wait_call(ch, try_send, &v, 1, deadline);
 	return n < 0 ? n : 0;
 }
 
@@ -100,63 +225,98 @@ RBUS_EXPORT ssize_t rbus_recv(struct rbus_channel *ch, void *buf, size_t cap)
 
 	if (unlikely(n))
 		return n;
-	n = ch->ops->recv(ch, &v, 1);
+	n = try_once(ch, try_recv, &v, 1);
+	return n < 0 ? n : (ssize_t)v.iov_len;
+}
+
+RBUS_EXPORT ssize_t rbus_recv_wait(struct rbus_channel *ch, void *buf, size_t cap,
+				   int64_t deadline)
+{
+	struct iovec v = { .iov_base = buf, .iov_len = cap };
+	int n = check_idle(ch, RBUS_CONSUMER);
+
+	if (unlikely(n))
+		return n;
+	n = wait_call(ch, try_recv, &v, 1, deadline);
 	return n < 0 ? n : (ssize_t)v.iov_len;
 }
 
 RBUS_EXPORT int rbus_send_batch(struct rbus_channel *ch, const struct iovec *iov,
 				unsigned n)
 {
-	int err = check_idle(ch, RBUS_PRODUCER);
+	int err = check_batch(ch, RBUS_PRODUCER, n);
 
-	if (unlikely(err))
-		return err;
-	if (unlikely(!n))
-		return -EINVAL;
-	return ch->ops->send(ch, iov, n);
+	/* The ring reads the iovecs only. */
+	return err ? err : try_once(ch, try_send, (struct iovec *)iov, n);
+}
+
+RBUS_EXPORT int rbus_send_batch_wait(struct rbus_channel *ch, const struct iovec *iov,
+				     unsigned n, int64_t deadline)
+{
+	int err = check_batch(ch, RBUS_PRODUCER, n);
+
+	return err ? err : wait_call(ch, try_send, (struct iovec *)iov, n, deadline);
 }
 
 RBUS_EXPORT int rbus_recv_batch(struct rbus_channel *ch, struct iovec *iov,
 				unsigned n)
 {
-	int err = check_idle(ch, RBUS_CONSUMER);
+	int err = check_batch(ch, RBUS_CONSUMER, n);
 
-	if (unlikely(err))
-		return err;
-	if (unlikely(!n))
-		return -EINVAL;
-	return ch->ops->recv(ch, iov, n);
+	return err ? err : try_once(ch, try_recv, iov, n);
+}
+
+RBUS_EXPORT int rbus_recv_batch_wait(struct rbus_channel *ch, struct iovec *iov,
+				     unsigned n, int64_t deadline)
+{
+	int err = check_batch(ch, RBUS_CONSUMER, n);
+
+	return err ? err : wait_call(ch, try_recv, iov, n, deadline);
+}
+
+RBUS_EXPORT int rbus_reserve_batch(struct rbus_channel *ch, struct iovec *iov,
+				   unsigned n)
+{
+	int err = check_batch(ch, RBUS_PRODUCER, n);
+
+	return err ? err : try_once(ch, try_reserve, iov, n);
+}
+
+RBUS_EXPORT int rbus_reserve_batch_wait(struct rbus_channel *ch, struct iovec *iov,
+					unsigned n, int64_t deadline)
+{
+	int err = check_batch(ch, RBUS_PRODUCER, n);
+
+	return err ? err : wait_call(ch, try_reserve, iov, n, deadline);
 }
 
 RBUS_EXPORT int rbus_reserve(struct rbus_channel *ch, void **buf)
 {
 	struct iovec v;
-	int n = check_idle(ch, RBUS_PRODUCER);
+	int n = rbus_reserve_batch(ch, &v, 1);
 
-	if (unlikely(n))
-		return n;
-	n = ch->ops->reserve(ch, &v, 1);
 	if (n < 0)
 		return n;
 	*buf = v.iov_base;
 	return 0;
 }
 
-RBUS_EXPORT int rbus_reserve_batch(struct rbus_channel *ch, struct iovec *iov,
-				   unsigned n)
+RBUS_EXPORT int rbus_reserve_wait(struct rbus_channel *ch, void **buf, int64_t deadline)
 {
-	int err = check_idle(ch, RBUS_PRODUCER);
+	struct iovec v;
+	int n = rbus_reserve_batch_wait(ch, &v, 1, deadline);
 
-	if (unlikely(err))
-		return err;
-	if (unlikely(!n))
-		return -EINVAL;
-	return ch->ops->reserve(ch, iov, n);
+	if (n < 0)
+		return n;
+	*buf = v.iov_base;
+	return 0;
 }
 
 RBUS_EXPORT int rbus_commit_batch(struct rbus_channel *ch, const struct iovec *iov,
 				  unsigned n)
 {
+	int k;
+
 	if (unlikely(ch->role != RBUS_PRODUCER))
 		return -EBADF;
 	if (unlikely(ch->pending != PENDING_RESERVE || n > ch->npending))
@@ -165,7 +325,10 @@ RBUS_EXPORT int rbus_commit_batch(struct rbus_channel *ch, const struct iovec *i
 	for (unsigned i = 0; i < n; i++)
 		if (unlikely(iov[i].iov_len > ch->max_msg))
 			return -EMSGSIZE;
-	return ch->ops->commit(ch, iov, n);
+	k = ch->ops->commit(ch, iov, n);
+	/* Even n == 0 may publish (MPMC: abandoned slots as skipped). */
+	rbus_wake_peer(ch);
+	return k;
 }
 
 RBUS_EXPORT int rbus_commit(struct rbus_channel *ch, size_t len)
@@ -179,13 +342,17 @@ RBUS_EXPORT int rbus_commit(struct rbus_channel *ch, size_t len)
 RBUS_EXPORT int rbus_peek_batch(struct rbus_channel *ch, struct iovec *iov,
 				unsigned n)
 {
-	int err = check_idle(ch, RBUS_CONSUMER);
+	int err = check_batch(ch, RBUS_CONSUMER, n);
 
-	if (unlikely(err))
-		return err;
-	if (unlikely(!n))
-		return -EINVAL;
-	return ch->ops->peek(ch, iov, n);
+	return err ? err : try_once(ch, try_peek, iov, n);
+}
+
+RBUS_EXPORT int rbus_peek_batch_wait(struct rbus_channel *ch, struct iovec *iov,
+				     unsigned n, int64_t deadline)
+{
+	int err = check_batch(ch, RBUS_CONSUMER, n);
+
+	return err ? err : wait_call(ch, try_peek, iov, n, deadline);
 }
 
 RBUS_EXPORT ssize_t rbus_peek(struct rbus_channel *ch, const void **buf)
@@ -199,11 +366,48 @@ RBUS_EXPORT ssize_t rbus_peek(struct rbus_channel *ch, const void **buf)
 	return (ssize_t)v.iov_len;
 }
 
+RBUS_EXPORT ssize_t rbus_peek_wait(struct rbus_channel *ch, const void **buf,
+				   int64_t deadline)
+{
+	struct iovec v;
+	int n = rbus_peek_batch_wait(ch, &v, 1, deadline);
+
+	if (n < 0)
+		return n;
+	*buf = v.iov_base;
+	return (ssize_t)v.iov_len;
+}
+
 RBUS_EXPORT int rbus_release(struct rbus_channel *ch)
 {
+	int k;
+
 	if (unlikely(ch->role != RBUS_CONSUMER))
 		return -EBADF;
 	if (unlikely(ch->pending != PENDING_PEEK))
 		return -EINVAL;
-	return ch->ops->release(ch);
+	k = ch->ops->release(ch);
+	rbus_wake_peer(ch);
+	return k;
+}
+
+RBUS_EXPORT int rbus_channel_arm(struct rbus_channel *ch)
+{
+	struct rbus_waitq *q = ch->my_q;
+	uint64_t token;
+	int ready;
+
+	if (ch->my_efd < 0)
+		return -EOPNOTSUPP;
+	/* Take one pending wakeup, so a level-triggered fd quiets down.
+	 * EAGAIN: there was none. */
+	if (read(ch->my_efd, &token, sizeof(token)) < 0 && errno != EAGAIN)
+		return -errno;
+	/* R6 and F1 as in rbus_wait_loop(): register, fence, re-check. */
+	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_release);
+	atomic_thread_fence(memory_order_seq_cst);
+	ready = ch->ops->ready(ch);
+	if (ready)
+		return ready;
+	return rbus_peer_hung_up(ch) ? 1 : 0;
 }

@@ -34,7 +34,9 @@ struct rbus_region {
 	/* Derived from the validated copy, never re-read from shared memory: */
 	struct rbus_side *prod;
 	struct rbus_side *cons;
+	struct rbus_wait *wait;
 	unsigned char *slots;
+	int efd[2];                 /* eventfd backend: data, space; else -1 */
 };
 
 enum rbus_pending { PENDING_NONE = 0, PENDING_RESERVE, PENDING_PEEK };
@@ -52,6 +54,9 @@ struct rbus_ring_ops {
 	int (*commit)(struct rbus_channel *ch, const struct iovec *iov, unsigned n);
 	int (*peek)(struct rbus_channel *ch, struct iovec *iov, unsigned n);
 	int (*release)(struct rbus_channel *ch);
+	/* Could the handle's next call make progress (a message to take, a
+	 * slot to fill)?  A hint for rbus_channel_arm(); 1, 0 or -EBADMSG. */
+	int (*ready)(struct rbus_channel *ch);
 	int (*open)(struct rbus_channel *ch);
 	void (*close)(struct rbus_channel *ch);
 };
@@ -80,7 +85,86 @@ struct rbus_channel {
 	const struct rbus_ring_ops *ops;
 	struct rbus_region *region;
 	struct rbus_side *my_side;
+	/* Waiting (wait.c).  my_q: where this handle sleeps (consumer: data,
+	 * producer: space); peer_q: where it wakes its peers.  The efds are
+	 * the region's eventfds (eventfd backend) or -1. */
+	struct rbus_waitq *my_q;
+	struct rbus_waitq *peer_q;
+	struct rbus_side *peer_side;
+	int my_efd;
+	int peer_efd;
+	int cancel_efd;             /* eventfd backend: close() wakes a waiter */
+	uint32_t spin_ns;
+	uint32_t flags;             /* RBUS_CHANNEL_* */
+	/* This process could not register for membarrier: its publishes
+	 * need a real fence before the sleepers load (wait.c). */
+	bool fence_publish;
+	/* A consumer op freed skipped slots without taking a message (it
+	 * returns -EAGAIN, but producers may have room now). */
+	bool freed;
+	/* 1 + waiting calls in flight; the last to drop it frees the handle,
+	 * so close() is safe while another thread waits (wait.h). */
+	_Atomic unsigned refs;
+	_Atomic bool closing;
 };
+
+/* wait.c */
+/* A try-once operation of a handle, as the waiting loop retries it. */
+typedef int (*rbus_try_fn)(struct rbus_channel *ch, struct iovec *iov, unsigned n);
+void rbus_wake_slow(struct rbus_waitq *q, int efd);
+bool rbus_peer_hung_up(const struct rbus_channel *ch);
+int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
+		   unsigned n, int64_t deadline);
+int rbus_wait_open(struct rbus_channel *ch);
+void rbus_wait_close(struct rbus_channel *ch);
+void rbus_wait_cancel(struct rbus_channel *ch);
+
+/* Test builds only (tests/Makefile: RBUS_TEST_HOOKS): a hook called at
+ * each step of the sleep/wake handshake, where the lost-wakeup tests
+ * inject pauses, yields and sleeps. */
+enum rbus_jitter_point {
+	RBUS_J_SLEEPER_SEQ,       /* after loading the futex word */
+	RBUS_J_SLEEPER_REGISTER,  /* after registering as a sleeper */
+	RBUS_J_SLEEPER_RECHECK,   /* after the re-check, before sleeping */
+	RBUS_J_WAKER_PUBLISH,     /* after publishing, before the fence */
+	RBUS_J_WAKER_SLEEPERS,    /* after seeing sleepers, before taking them */
+	RBUS_J_WAKER_SEQ,         /* after bumping the futex word, before waking */
+};
+#ifdef RBUS_TEST_HOOKS
+extern void (*rbus_test_jitter)(enum rbus_jitter_point where);
+#define RBUS_JITTER(w)                                                         \
+	do {                                                                   \
+		if (rbus_test_jitter)                                          \
+			rbus_test_jitter(w);                                   \
+	} while (0)
+#else
+#define RBUS_JITTER(w) ((void)0)
+#endif
+
+/*
+ * Wake the peers sleeping on ch->peer_q, if any, after this handle
+ * published messages or freed slots.  The hot path is a fence and a load
+ * of a line that is written only when someone sleeps or wakes.
+ */
+static inline void rbus_wake_peer(struct rbus_channel *ch)
+{
+	RBUS_JITTER(RBUS_J_WAKER_PUBLISH);
+	/* F2: our publish (R1, R2, R4 or R5, or the drop of `attached` at
+	 * close) before the load of sleepers below.  Pairs with F1 and M1 in
+	 * rbus_wait_loop().  In a process registered for membarrier this is
+	 * a compiler barrier only: a long sleeper's membarrier (M1) puts a
+	 * full fence here for us, and a short sleeper bounds its sleep
+	 * instead (wait.c).  Otherwise it is a seq_cst fence, which pairs
+	 * with F1 alone. */
+	if (unlikely(ch->fence_publish))
+		atomic_thread_fence(memory_order_seq_cst);
+	else
+		atomic_signal_fence(memory_order_seq_cst);
+	/* Relaxed: F2 orders it; rbus_wake_slow() takes the sleepers with
+	 * an acquire exchange. */
+	if (unlikely(atomic_load_explicit(&ch->peer_q->sleepers, memory_order_relaxed)))
+		rbus_wake_slow(ch->peer_q, ch->peer_efd);
+}
 
 static inline struct rbus_slot *rbus_slot_at(const struct rbus_channel *ch,
 					     uint64_t idx)
@@ -105,7 +189,7 @@ static inline void rbus_copy(void *dst, const void *src, size_t len)
 extern const struct rbus_ring_ops rbus_spsc_ops;
 extern const struct rbus_ring_ops rbus_mpmc_ops;
 
-/* region.c: the shared sides, for channel.c. */
+/* region.c: take one more reference (a channel holds one). */
 void rbus_region_ref(struct rbus_region *r);
 
 #endif /* RINGBUS_INTERNAL_H */

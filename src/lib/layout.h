@@ -13,12 +13,15 @@
  *   0       256             struct rbus_hdr: identity, geometry, checksum
  *   256     128             struct rbus_side: producer side (tail ...)
  *   384     128 * ncursors  struct rbus_side: consumer cursor(s) (head ...)
- *   slots   capacity*slot   the slots, slots_off = 512 for ncursors == 1
+ *   wait    128             struct rbus_wait: futex words, sleepers, counters
+ *   slots   capacity*slot   the slots, slots_off = 640 for ncursors == 1
  *   ...     padding up to a whole page (4 KiB, or the huge page size)
  *
  * Each side block starts a 128-byte block of its own, so the producer's and
  * the consumer's hot words never share a cache line, nor the pair of lines
- * the adjacent-line prefetcher fetches together.
+ * the adjacent-line prefetcher fetches together.  The wait block is read by
+ * both sides after every publish but written only when someone sleeps or
+ * wakes, so it stays shared in both caches: reading it costs a hit.
  *
  * Indices.  A message's index is a 64-bit counter that starts at the
  * region's start_index and grows by one per slot.  Slot of index i is
@@ -65,6 +68,10 @@
 /* Bit 17 is reserved for lossy channels (keep newest); refused today. */
 #define RBUS_HDR_F_KNOWN   (0x7u | RBUS_HDR_F_SHM)
 
+/* Wakeup backends in the header. */
+#define RBUS_HDR_WAKE_FUTEX   1u  /* futex words in the wait block */
+#define RBUS_HDR_WAKE_EVENTFD 2u  /* two eventfds passed beside the region fd */
+
 /* Slot length word: the low 31 bits are the message length.  The top bit
  * marks a skipped slot, published by a producer that gave up a claimed MPMC
  * slot (abandoned reservation); consumers pass over it. */
@@ -92,7 +99,9 @@ struct rbus_hdr {
 	uint64_t slots_off;
 	uint64_t start_index;    /* first index ever used */
 	uint64_t created_ns;     /* CLOCK_REALTIME */
-	uint8_t reserved[152];   /* zero */
+	uint64_t wait_off;       /* struct rbus_wait */
+	uint32_t wakeup;         /* RBUS_HDR_WAKE_* */
+	uint8_t reserved[140];   /* zero */
 	uint64_t checksum;       /* rbus_hdr_checksum() of all bytes above */
 };
 
@@ -109,10 +118,35 @@ struct rbus_side {
 	_Atomic uint64_t index;
 	/* Handles of this role attached now (SPSC: 0 or 1, claimed by CAS). */
 	_Atomic uint32_t attached;
-	uint32_t pad0;
-	/* Reserved for the wait protocol (futex words, waiter counts) and
-	 * statistics; zero. */
+	/* 1 once a handle of this role has ever been opened: with attached
+	 * == 0 it means the role hung up, and the peer gets -EPIPE instead of
+	 * waiting for it (see wait.c). */
+	_Atomic uint32_t opened;
+	/* Reserved; zero. */
 	uint8_t reserved[RBUS_SIDE_SIZE - 16];
+};
+
+/*
+ * A wait queue: where one kind of waiter sleeps (consumers waiting for data,
+ * or producers waiting for room).  See wait.c for the protocol.
+ */
+struct rbus_waitq {
+	/* The futex word (futex backend): bumped by every wake, so a sleeper
+	 * that loaded it before re-checking the ring cannot miss a wake.
+	 * Compared for equality only, so its 32-bit wrap is harmless. */
+	_Atomic uint32_t seq;
+	/* Sleepers registered since the last wake.  Sleepers add; only
+	 * wakers take away (exchange to 0). */
+	_Atomic uint32_t sleepers;
+	_Atomic uint64_t sleeps;   /* times a waiter went to sleep */
+	_Atomic uint64_t wakes;    /* wake system calls made */
+	_Atomic uint64_t blind;    /* of those, futex wakes that woke nobody */
+};
+
+struct rbus_wait {
+	struct rbus_waitq data;    /* consumers sleep here; producers wake */
+	struct rbus_waitq space;   /* producers sleep here; consumers wake */
+	uint8_t reserved[RBUS_SIDE_SIZE - 2 * sizeof(struct rbus_waitq)];
 };
 
 struct rbus_slot {
@@ -126,6 +160,7 @@ _Static_assert(offsetof(struct rbus_hdr, checksum) == RBUS_HDR_SIZE - 8,
 	       "checksum is the header's last word");
 _Static_assert(sizeof(struct rbus_side) == RBUS_SIDE_SIZE, "side size is ABI");
 _Static_assert(sizeof(struct rbus_slot) == RBUS_SLOT_HDR, "slot header is ABI");
+_Static_assert(sizeof(struct rbus_wait) == RBUS_SIDE_SIZE, "wait block size is ABI");
 _Static_assert(sizeof(_Atomic uint64_t) == 8 && ATOMIC_LLONG_LOCK_FREE == 2,
 	       "64-bit atomics must be lock-free to work across processes");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2,
@@ -137,9 +172,13 @@ static inline uint64_t rbus_layout_cursors_off(void)
 {
 	return RBUS_HDR_SIZE + RBUS_SIDE_SIZE;
 }
-static inline uint64_t rbus_layout_slots_off(uint32_t ncursors)
+static inline uint64_t rbus_layout_wait_off(uint32_t ncursors)
 {
 	return rbus_layout_cursors_off() + (uint64_t)ncursors * RBUS_SIDE_SIZE;
+}
+static inline uint64_t rbus_layout_slots_off(uint32_t ncursors)
+{
+	return rbus_layout_wait_off(ncursors) + RBUS_SIDE_SIZE;
 }
 static inline uint32_t rbus_layout_slot_size(uint32_t max_msg)
 {

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -48,6 +49,7 @@ RBUS_EXPORT void rbus_region_opts_init(struct rbus_region_opts *o)
 	o->capacity = RBUS_DEFAULT_CAPACITY;
 	o->max_msg = RBUS_DEFAULT_MAX_MSG;
 	o->shm_mode = 0600;
+	o->wakeup = RBUS_WAKE_FUTEX;
 }
 
 /* The default huge page size, from /proc/meminfo; 2 MiB if unreadable. */
@@ -109,6 +111,8 @@ static int validate_hdr(const struct rbus_hdr *h, uint64_t file_size)
 		return -EPROTONOSUPPORT;
 	if (h->flags & ~RBUS_HDR_F_KNOWN)
 		return -EPROTONOSUPPORT;
+	if (h->wakeup != RBUS_HDR_WAKE_FUTEX && h->wakeup != RBUS_HDR_WAKE_EVENTFD)
+		return -EPROTONOSUPPORT;
 	if (!is_pow2(h->capacity) || h->capacity < RBUS_CAPACITY_MIN ||
 	    h->capacity > RBUS_CAPACITY_MAX)
 		return -EBADMSG;
@@ -120,6 +124,7 @@ static int validate_hdr(const struct rbus_hdr *h, uint64_t file_size)
 		return -EBADMSG;
 	if (h->prod_off != rbus_layout_prod_off() ||
 	    h->cursors_off != rbus_layout_cursors_off() ||
+	    h->wait_off != rbus_layout_wait_off(h->ncursors) ||
 	    h->slots_off != rbus_layout_slots_off(h->ncursors))
 		return -EBADMSG;
 	if (!is_pow2(h->page_size) || h->page_size < RBUS_PAGE_SIZE ||
@@ -149,6 +154,9 @@ static void region_free(struct rbus_region *r)
 		munmap(r->base, r->map_size);
 	if (r->fd >= 0)
 		close(r->fd);
+	for (int i = 0; i < 2; i++)
+		if (r->efd[i] >= 0)
+			close(r->efd[i]);
 	free(r);
 }
 
@@ -168,7 +176,10 @@ static int region_map(struct rbus_region *r, uint32_t flags)
 	r->base = mmap(NULL, r->map_size, PROT_READ | PROT_WRITE, mflags, r->fd, 0);
 	if (r->base == MAP_FAILED) {
 		r->base = NULL;
-		return -errno;
+		/* EPERM: a memfd sealed against writes (F_SEAL_WRITE) cannot
+		 * be mapped writable.  -EPERM means "not sealed" here, so
+		 * report it as the access problem it is. */
+		return errno == EPERM ? -EACCES : -errno;
 	}
 	/* mlock() says EAGAIN or ENOMEM over RLIMIT_MEMLOCK, and EPERM when
 	 * that limit is 0 without CAP_IPC_LOCK; all three mean "not allowed
@@ -178,6 +189,7 @@ static int region_map(struct rbus_region *r, uint32_t flags)
 
 	r->prod = (struct rbus_side *)(r->base + h->prod_off);
 	r->cons = (struct rbus_side *)(r->base + h->cursors_off);
+	r->wait = (struct rbus_wait *)(r->base + h->wait_off);
 	r->slots = r->base + h->slots_off;
 
 	/* Producer and consumer indices are never more than a ring apart.
@@ -199,13 +211,38 @@ static struct rbus_region *region_alloc(void)
 		return NULL;
 	atomic_init(&r->refs, 1);
 	r->fd = -1;
+	r->efd[0] = r->efd[1] = -1;
 	return r;
+}
+
+/* Is fd an eventfd?  Its fdinfo says so; nothing else does cheaply. */
+static bool is_eventfd(int fd)
+{
+	char path[64], line[128];
+	bool yes = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!yes && fgets(line, sizeof(line), f))
+		yes = strncmp(line, "eventfd-count:", 14) == 0;
+	fclose(f);
+	return yes;
 }
 
 RBUS_EXPORT int rbus_region_attach_fd(int fd, uint32_t flags,
 				      struct rbus_region **out)
 {
+	return rbus_region_attach_fds(&fd, 1, flags, out);
+}
+
+RBUS_EXPORT int rbus_region_attach_fds(const int *fds, unsigned nfds,
+				       uint32_t flags, struct rbus_region **out)
+{
 	struct rbus_region *r;
+	int fd;
 	struct stat st;
 	ssize_t n;
 	int seals, err, fl;
@@ -213,6 +250,9 @@ RBUS_EXPORT int rbus_region_attach_fd(int fd, uint32_t flags,
 	if (!out || (flags & ~RBUS_ATTACH_FLAGS))
 		return -EINVAL;
 	*out = NULL;
+	if (!fds || (nfds != 1 && nfds != 3))
+		return -EINVAL;
+	fd = fds[0];
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
@@ -250,6 +290,18 @@ RBUS_EXPORT int rbus_region_attach_fd(int fd, uint32_t flags,
 	err = validate_hdr(&r->hdr, (uint64_t)st.st_size);
 	if (err)
 		goto fail;
+	err = -EINVAL;
+	if (nfds != (r->hdr.wakeup == RBUS_HDR_WAKE_EVENTFD ? 3u : 1u))
+		goto fail;
+	for (unsigned i = 1; i < nfds; i++) {
+		if (!is_eventfd(fds[i]))
+			goto fail;
+		r->efd[i - 1] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+		if (r->efd[i - 1] < 0) {
+			err = -errno;
+			goto fail;
+		}
+	}
 	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	if (r->fd < 0) {
 		err = -errno;
@@ -295,6 +347,10 @@ static int check_opts(const struct rbus_region_opts *o)
 		return -EINVAL;
 	if (o->flags & ~RBUS_CREATE_FLAGS)
 		return -EINVAL;
+	if (o->wakeup != RBUS_WAKE_FUTEX && o->wakeup != RBUS_WAKE_EVENTFD)
+		return -EINVAL;
+	if (o->reserved32)
+		return -EINVAL;
 	for (size_t i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++)
 		if (o->reserved[i])
 			return -EINVAL;
@@ -337,6 +393,7 @@ static void region_init(struct rbus_region *r, const struct rbus_region_opts *o)
 	uint64_t mask = o->capacity - 1;
 	unsigned char *slots;
 	struct rbus_side *prod, *cons;
+	struct rbus_wait *w;
 
 	memcpy(r->base, h, sizeof(*h));
 	prod = (struct rbus_side *)(r->base + h->prod_off);
@@ -345,6 +402,12 @@ static void region_init(struct rbus_region *r, const struct rbus_region_opts *o)
 	 * other processes by the fd passing (a syscall) that follows. */
 	atomic_store_explicit(&prod->index, o->start_index, memory_order_relaxed);
 	atomic_store_explicit(&cons->index, o->start_index, memory_order_relaxed);
+	/* The futex words start at the low half of start_index, so the tests
+	 * that start the indices near 2^32 also cross the wrap of the words
+	 * slept on. */
+	w = (struct rbus_wait *)(r->base + h->wait_off);
+	atomic_store_explicit(&w->data.seq, (uint32_t)o->start_index, memory_order_relaxed);
+	atomic_store_explicit(&w->space.seq, (uint32_t)o->start_index, memory_order_relaxed);
 	slots = r->base + h->slots_off;
 	for (uint64_t s = 0; s < o->capacity; s++) {
 		struct rbus_slot *sl = (struct rbus_slot *)(slots + s * h->slot_size);
@@ -393,6 +456,9 @@ RBUS_EXPORT int rbus_region_create(const struct rbus_region_opts *opts,
 	h->ncursors = 1;
 	h->prod_off = rbus_layout_prod_off();
 	h->cursors_off = rbus_layout_cursors_off();
+	h->wait_off = rbus_layout_wait_off(h->ncursors);
+	h->wakeup = o->wakeup == RBUS_WAKE_EVENTFD ? RBUS_HDR_WAKE_EVENTFD
+						    : RBUS_HDR_WAKE_FUTEX;
 	h->slots_off = rbus_layout_slots_off(h->ncursors);
 	h->region_size = align_up(h->slots_off + (uint64_t)h->capacity * h->slot_size,
 				  h->page_size);
@@ -418,6 +484,18 @@ RBUS_EXPORT int rbus_region_create(const struct rbus_region_opts *opts,
 	    fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
 		err = -errno;
 		goto fail;
+	}
+	if (h->wakeup == RBUS_HDR_WAKE_EVENTFD) {
+		/* Semaphore mode: a wake writes one token per registered
+		 * sleeper and each sleeper takes one, so one sleeper cannot
+		 * swallow another's wake (see wait.c). */
+		for (int i = 0; i < 2; i++) {
+			r->efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
+			if (r->efd[i] < 0) {
+				err = -errno;
+				goto fail_unlink;
+			}
+		}
 	}
 	err = region_map(r, o->flags);
 	if (err)
@@ -455,6 +533,16 @@ RBUS_EXPORT int rbus_region_fd(const struct rbus_region *r)
 	return r->fd;
 }
 
+RBUS_EXPORT int rbus_region_fds(const struct rbus_region *r, int *fds, unsigned max)
+{
+	int all[3] = { r->fd, r->efd[0], r->efd[1] };
+	unsigned n = r->hdr.wakeup == RBUS_HDR_WAKE_EVENTFD ? 3 : 1;
+
+	for (unsigned i = 0; i < n && i < max; i++)
+		fds[i] = all[i];
+	return (int)n;
+}
+
 RBUS_EXPORT int rbus_region_info(const struct rbus_region *r,
 				 struct rbus_region_info *info)
 {
@@ -471,6 +559,8 @@ RBUS_EXPORT int rbus_region_info(const struct rbus_region *r,
 	info->start_index = h->start_index;
 	info->creator_pid = h->creator_pid;
 	info->created_ns = h->created_ns;
+	info->wakeup = h->wakeup == RBUS_HDR_WAKE_EVENTFD ? RBUS_WAKE_EVENTFD
+							 : RBUS_WAKE_FUTEX;
 	/* Relaxed: a statistics snapshot, documented as not consistent. */
 	info->head = atomic_load_explicit(&r->cons->index, memory_order_relaxed);
 	info->tail = atomic_load_explicit(&r->prod->index, memory_order_relaxed);

@@ -81,6 +81,8 @@ static int mpmc_claim_free(struct rbus_channel *ch, const struct iovec *iov,
 				return -EAGAIN; /* last lap's message still there */
 			continue;               /* tail moved on: reload */
 		}
+		/* Relaxed: the CAS only decides who owns [pos, pos+k);
+		 * the slot contents are ordered by A5/R4 on the stamps. */
 		if (atomic_compare_exchange_weak_explicit(tail, &pos, pos + k,
 							  memory_order_relaxed,
 							  memory_order_relaxed)) {
@@ -188,7 +190,12 @@ static int mpmc_claim_full(struct rbus_channel *ch, const struct iovec *iov,
 			}
 			if (iov && len > iov[msgs].iov_len) {
 				/* Re-read the stamp: if it still says
-				 * committed, len was this message's. */
+				 * committed, len was this message's.  The
+				 * acquire fence keeps the re-read after the
+				 * len load (a relaxed pair may be reordered
+				 * on weakly ordered CPUs); pairs with R5 of
+				 * the consumer that may have taken it. */
+				atomic_thread_fence(memory_order_acquire);
 				if (atomic_load_explicit(&s->stamp, memory_order_relaxed) != stamp)
 					d = 1; /* consumed under us: reload */
 				else
@@ -205,6 +212,7 @@ static int mpmc_claim_full(struct rbus_channel *ch, const struct iovec *iov,
 				return -EAGAIN; /* not committed yet: empty */
 			continue;               /* head moved on: reload */
 		}
+		/* Relaxed: ownership only; A4/R5 order the contents. */
 		if (atomic_compare_exchange_weak_explicit(head, &pos, pos + k,
 							  memory_order_relaxed,
 							  memory_order_relaxed)) {
@@ -270,6 +278,7 @@ static int mpmc_recv(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 			return k;
 		m = mpmc_gather(ch, first, (unsigned)k, iov, n, true, &corrupt);
 		mpmc_free_slots(ch, first, (unsigned)k);
+		ch->freed = true;
 		if (m)
 			return (int)m;
 		if (corrupt)
@@ -298,6 +307,7 @@ static int mpmc_peek(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 			return (int)m;
 		}
 		mpmc_free_slots(ch, first, (unsigned)k);
+		ch->freed = true;
 		if (corrupt)
 			return -EBADMSG;
 	}
@@ -315,11 +325,23 @@ static int mpmc_release(struct rbus_channel *ch)
 	return msgs;
 }
 
+static int mpmc_ready(struct rbus_channel *ch)
+{
+	/* Relaxed: a hint; the call that follows claims with the CAS and
+	 * loads the stamp with A4 or A5. */
+	uint64_t pos = atomic_load_explicit(ch->my_index, memory_order_relaxed);
+	uint32_t stamp = atomic_load_explicit(&rbus_slot_at(ch, pos)->stamp,
+					      memory_order_relaxed);
+
+	return stamp_diff(stamp, ch->role == RBUS_CONSUMER ? pos + 1 : pos) >= 0;
+}
+
 static int mpmc_open(struct rbus_channel *ch)
 {
-	/* Relaxed: a count for observers and, later, for shutdown; opening
-	 * orders nothing else. */
+	/* Relaxed: a count for observers and for hang-up; opening orders
+	 * nothing else (a peer that sees it acts on nothing we wrote). */
 	atomic_fetch_add_explicit(&ch->my_side->attached, 1, memory_order_relaxed);
+	atomic_store_explicit(&ch->my_side->opened, 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -329,8 +351,9 @@ static void mpmc_close(struct rbus_channel *ch)
 		mpmc_commit(ch, NULL, 0);
 	else if (ch->pending == PENDING_PEEK)
 		mpmc_release(ch);
-	/* Release: our slot stores above happen before an observer that
-	 * sees the count drop. */
+	/* Release: our slot stores above happen before a peer that sees
+	 * the count drop to 0; pairs with the acquire in
+	 * rbus_peer_hung_up(), whose retry then sees them. */
 	atomic_fetch_sub_explicit(&ch->my_side->attached, 1, memory_order_release);
 }
 
@@ -341,6 +364,7 @@ const struct rbus_ring_ops rbus_mpmc_ops = {
 	.commit = mpmc_commit,
 	.peek = mpmc_peek,
 	.release = mpmc_release,
+	.ready = mpmc_ready,
 	.open = mpmc_open,
 	.close = mpmc_close,
 };

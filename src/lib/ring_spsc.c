@@ -196,8 +196,10 @@ static int spsc_recv(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 	int err;
 	unsigned got = spsc_take(ch, iov, n, true, &walked, &err);
 
-	if (walked)
+	if (walked) {
 		spsc_publish_head(ch, ch->pos + walked);
+		ch->freed = true;
+	}
 	if (got)
 		return (int)got;
 	return err ? err : -EAGAIN;
@@ -211,8 +213,10 @@ static int spsc_peek(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 
 	if (!got) {
 		/* Only skipped slots (if any): pass them now. */
-		if (walked)
+		if (walked) {
 			spsc_publish_head(ch, ch->pos + walked);
+			ch->freed = true;
+		}
 		return err ? err : -EAGAIN;
 	}
 	ch->pending = PENDING_PEEK;
@@ -233,6 +237,18 @@ static int spsc_release(struct rbus_channel *ch)
 	return msgs;
 }
 
+static int spsc_ready(struct rbus_channel *ch)
+{
+	if (ch->role == RBUS_PRODUCER) {
+		int64_t room = spsc_refresh(ch);
+
+		return room < 0 ? (int)room : room > 0;
+	}
+	/* Relaxed: a hint; the recv that follows loads it with A1. */
+	return atomic_load_explicit(&rbus_slot_at(ch, ch->pos)->stamp,
+				    memory_order_relaxed) == (uint32_t)(ch->pos + 1);
+}
+
 static int spsc_open(struct rbus_channel *ch)
 {
 	_Atomic uint32_t *attached = &ch->my_side->attached;
@@ -246,8 +262,14 @@ static int spsc_open(struct rbus_channel *ch)
 						     memory_order_relaxed))
 		return -EBUSY;
 
+	/* Relaxed: hang-up is read with the acquire of `attached`. */
+	atomic_store_explicit(&ch->my_side->opened, 1, memory_order_relaxed);
+	/* Relaxed: A3 above ordered our predecessor's last store of our own
+	 * index before this load. */
 	pos = atomic_load_explicit(ch->my_index, memory_order_relaxed);
 	if (ch->role == RBUS_CONSUMER) {
+		/* Relaxed: the tail is a hint, used for a sanity check only;
+		 * messages are found through the stamps (A1). */
 		uint64_t tail = atomic_load_explicit(ch->peer_index, memory_order_relaxed);
 		/* Either may lead by up to a ring (see region_map()). */
 		if (tail - pos > ch->capacity && pos - tail > ch->capacity)
@@ -278,6 +300,7 @@ static int spsc_open(struct rbus_channel *ch)
 	spsc_publish_tail(ch);
 	return 0;
 corrupt:
+	/* R3 (release), as in spsc_close(): give the role back. */
 	atomic_store_explicit(attached, 0, memory_order_release);
 	return -EBADMSG;
 }
@@ -298,6 +321,7 @@ const struct rbus_ring_ops rbus_spsc_ops = {
 	.commit = spsc_commit,
 	.peek = spsc_peek,
 	.release = spsc_release,
+	.ready = spsc_ready,
 	.open = spsc_open,
 	.close = spsc_close,
 };

@@ -1,0 +1,452 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wait.c - sleeping until a ring call can make progress, and waking.
+ *
+ * Two wait queues live in the region's wait block (layout.h): `data`, where
+ * consumers sleep until a message arrives, and `space`, where producers
+ * sleep until a slot frees.  Each has a 32-bit futex word `seq` and a count
+ * of registered `sleepers`.
+ *
+ * The handshake (labels as in doc/design.md, "Waiting"):
+ *
+ *   sleeper (rbus_wait_loop)              waker (rbus_wake_peer, after a publish)
+ *   S1  s = seq                           W1  publish (stamp / index / attached)
+ *   S2  sleepers += 1        (R6)         W2  barrier                      (F2)
+ *   S3  seq_cst fence        (F1)         W3  if sleepers == 0: done
+ *   S3' membarrier (long sleeps only, M1) W4  n = exchange(sleepers, 0)   (A6)
+ *   S4  retry the call: done if it moves  W5  seq += 1; futex_wake(all) / write(efd, n)
+ *   S5  futex_wait(seq, s) / poll(efd)
+ *
+ * S2-S4 against W1-W3 is a Dekker pattern: with a full fence on both sides,
+ * either S4 sees the publish or W3 sees the registration.  In the second
+ * case the waker bumps seq after taking the registration (A6 pairs with R6,
+ * so S1 happened before the bump): futex_wait(seq, s) then finds seq != s
+ * and returns at once, or is asleep already and is woken.  With the eventfd
+ * backend, W5 writes one token per registration into a semaphore-mode
+ * eventfd; tokens stay until read, so a token written before the sleeper
+ * polls is not lost either.
+ *
+ * The waker's fence.  A seq_cst fence at W2 costs little alone, but it waits
+ * for the slot's store to leave the store buffer, and a publish to a line
+ * the consumer just read waits for that line: measured here, it cut SPSC
+ * throughput by 3-10x.  So in a process registered for membarrier(2) W2 is
+ * only a compiler barrier, and the sleeper pays instead, in two steps:
+ *   - The first sleep after a registration is a probe, bounded by
+ *     RBUS_PROBE_NS.  Without the waker's fence, W3 can miss a registration
+ *     only if the publish was in flight at that very moment (a store-buffer
+ *     window of ~100 ns); the message is then found when the probe ends.
+ *   - A sleeper whose probe ran out goes to a long sleep: S3' calls
+ *     membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), which runs a full fence
+ *     on every CPU running a registered process.  That fence stands in for
+ *     W2 in every waker: publishes before it are visible to S4, sleepers
+ *     loads after it see S2.  Then it sleeps until its deadline.
+ * A process that cannot register (old kernel, seccomp) fences at W2 itself
+ * (ch->fence_publish), and its sleepers, which cannot issue M1, keep
+ * sleeping in probes: slower, but never a lost wakeup.
+ *
+ * No needless syscalls: a waker makes one only when W3 sees a registration,
+ * and W4 takes all registrations at once, so of several wakers only one
+ * calls the kernel.  Only wakers clear registrations: a sleeper whose S4
+ * succeeds leaves its registration behind, and costs at most one later wake
+ * that wakes nobody (counted as `blind`).  A sleeper never decrements, so
+ * it can never cancel another sleeper's registration.
+ *
+ * Futex words are compared for equality only (by the kernel, S5): the wrap
+ * of seq from 2^32-1 to 0 is an increment like any other.  The futex calls
+ * are never FUTEX_PRIVATE_FLAG: the word is shared between processes.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifdef RBUS_TEST_HOOKS
+void (*rbus_test_jitter)(enum rbus_jitter_point where);
+#endif
+
+/* How long the first sleep after a registration lasts (see above): the
+ * worst extra latency of a wake raced away by a publish in flight. */
+#define RBUS_PROBE_NS 1000000
+
+/* Registration of this process for membarrier(2): 0 not tried yet, 1 done,
+ * -1 impossible.  Process-wide because the kernel's registration is; it is
+ * the library's only global state, and it is only ever set once. */
+static _Atomic int membarrier_state;
+
+static long membarrier(int cmd)
+{
+	return syscall(SYS_membarrier, cmd, 0, 0);
+}
+
+/* Register once; returns whether this process's publishes may skip the
+ * fence.  Racing first calls both register, which is harmless. */
+static bool membarrier_ready(void)
+{
+	/* Relaxed: the state is only a cache of the kernel's answer. */
+	int st = atomic_load_explicit(&membarrier_state, memory_order_relaxed);
+
+	if (st == 0) {
+		long q = membarrier(MEMBARRIER_CMD_QUERY);
+
+		st = q >= 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+		     membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0 ? 1 : -1;
+		atomic_store_explicit(&membarrier_state, st, memory_order_relaxed);
+	}
+	return st > 0;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+RBUS_EXPORT int64_t rbus_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+RBUS_EXPORT int64_t rbus_deadline_in(int64_t ns)
+{
+	int64_t now = rbus_now();
+
+	if (ns < 0 || ns > RBUS_FOREVER - now)
+		return RBUS_FOREVER;
+	/* ns == 0: now, which has passed by the time anyone compares. */
+	return now + ns;
+}
+
+static struct timespec ns_to_ts(int64_t ns)
+{
+	return (struct timespec){ .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+}
+
+/* Stats of the wait block: relaxed, they order nothing. */
+static inline void count(_Atomic uint64_t *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+void rbus_wake_slow(struct rbus_waitq *q, int efd)
+{
+	uint32_t n;
+
+	RBUS_JITTER(RBUS_J_WAKER_SLEEPERS);
+	/* A6 (acquire): pairs with R6 in rbus_wait_loop(); the sleeper's
+	 * load of seq (S1) happens before our bump below, so its futex_wait
+	 * cannot sleep on a value older than the bump. */
+	n = atomic_exchange_explicit(&q->sleepers, 0, memory_order_acquire);
+	if (!n)
+		return;         /* another waker took them */
+	if (efd >= 0) {
+		uint64_t tokens = n;
+
+		/* write() on an eventfd fails only if the counter would
+		 * overflow (EAGAIN at 2^64-2 tokens): then the fd is readable
+		 * already, and every sleeper wakes anyway. */
+		if (write(efd, &tokens, sizeof(tokens)) == sizeof(tokens))
+			count(&q->wakes);
+		return;
+	}
+	/* Release: orders nothing the sleepers read (they re-check the ring,
+	 * ordered by F1/F2); it keeps the bump after the exchange above. */
+	atomic_fetch_add_explicit(&q->seq, 1, memory_order_release);
+	RBUS_JITTER(RBUS_J_WAKER_SEQ);
+	count(&q->wakes);
+	if (syscall(SYS_futex, &q->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0) == 0)
+		count(&q->blind);
+}
+
+/* Wake everyone sleeping on q, registered or not: close() uses it so that
+ * a thread of this process waiting on a closing handle notices. */
+static void wake_all(struct rbus_waitq *q)
+{
+	atomic_fetch_add_explicit(&q->seq, 1, memory_order_release);
+	syscall(SYS_futex, &q->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+bool rbus_peer_hung_up(const struct rbus_channel *ch)
+{
+	/* Acquire: pairs with the release drop of `attached` in the peer's
+	 * close (R3 in ring_spsc.c, mpmc_close()); every message the peer
+	 * published before closing is visible to the retry that follows. */
+	return atomic_load_explicit(&ch->peer_side->attached, memory_order_acquire) == 0 &&
+	       atomic_load_explicit(&ch->peer_side->opened, memory_order_relaxed) != 0;
+}
+
+/*
+ * Sleep on q until woken, the deadline, a signal, or (eventfd) close.
+ * Returns 0 (woken, or a spurious or stale wakeup: the caller re-checks),
+ * -ETIMEDOUT, or -EINTR.
+ */
+static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline)
+{
+	struct rbus_waitq *q = ch->my_q;
+	long rc;
+
+	count(&q->sleeps);
+	if (ch->my_efd < 0) {
+		struct timespec ts = ns_to_ts(deadline);
+
+		/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time,
+		 * so the deadline survives every restart.  EAGAIN: seq moved
+		 * before we slept, i.e. a wake came in. */
+		rc = syscall(SYS_futex, &q->seq, FUTEX_WAIT_BITSET, s,
+			     deadline == RBUS_FOREVER ? NULL : &ts, NULL,
+			     FUTEX_BITSET_MATCH_ANY);
+		if (rc < 0 && errno == ETIMEDOUT)
+			return -ETIMEDOUT;
+		if (rc < 0 && errno == EINTR)
+			return -EINTR;
+		return 0;
+	}
+
+	struct pollfd p[2] = {
+		{ .fd = ch->my_efd, .events = POLLIN },
+		{ .fd = ch->cancel_efd, .events = POLLIN },
+	};
+	int timeout_ms = -1;
+
+	if (deadline != RBUS_FOREVER) {
+		int64_t left = deadline - rbus_now();
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		/* Round up: poll() may wake early by less than a tick, and a
+		 * timed call must not report a timeout before its deadline. */
+		left = (left + 999999) / 1000000;
+		timeout_ms = left > INT_MAX ? INT_MAX : (int)left;
+	}
+	rc = poll(p, 2, timeout_ms);
+	if (rc < 0)
+		return errno == EINTR ? -EINTR : 0;
+	if (rc > 0 && (p[0].revents & POLLIN)) {
+		uint64_t token;
+
+		/* Take one token (semaphore mode).  EAGAIN: another sleeper
+		 * took it first; we re-check anyway. */
+		if (read(ch->my_efd, &token, sizeof(token)) < 0 && errno != EAGAIN)
+			return 0;
+	}
+	return 0;
+}
+
+/* The call could not move: has the peer role hung up for good?  Then one
+ * more try sees everything it published (rbus_peer_hung_up()'s acquire). */
+static int hangup_or(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
+		     unsigned n, int err)
+{
+	int r;
+
+	if (!rbus_peer_hung_up(ch))
+		return err;
+	r = op(ch, iov, n);
+	return r == -EAGAIN ? -EPIPE : r;
+}
+
+/*
+ * S1-S4 of the handshake: register on q and re-check with op.  Returns the
+ * op's result, or -EAGAIN (registered; nothing to do yet) with the futex
+ * word's value in *s.  long_sleep: issue M1 first.
+ */
+static int register_and_recheck(struct rbus_channel *ch, rbus_try_fn op,
+				struct iovec *iov, unsigned n, bool long_sleep,
+				uint32_t *s)
+{
+	struct rbus_waitq *q = ch->my_q;
+
+	/* S1.  Relaxed: R6/A6 order it before the waker's bump. */
+	*s = atomic_load_explicit(&q->seq, memory_order_relaxed);
+	RBUS_JITTER(RBUS_J_SLEEPER_SEQ);
+	/* S2, R6 (release): pairs with A6 in rbus_wake_slow(). */
+	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_release);
+	RBUS_JITTER(RBUS_J_SLEEPER_REGISTER);
+	/* S3, F1 (seq_cst fence): pairs with F2 in rbus_wake_peer(): the
+	 * re-check below sees the waker's publish, or the waker sees our
+	 * registration (fully so when the waker fences, or after M1). */
+	atomic_thread_fence(memory_order_seq_cst);
+	/* S3', M1: a full fence on every CPU running a registered process,
+	 * standing in for their F2.  Failure leaves us in probes. */
+	if (long_sleep)
+		membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+#ifndef RBUS_TEST_NO_RECHECK
+	/* S4: the re-check is the call itself. */
+	return op(ch, iov, n);
+#else
+	(void)op, (void)iov, (void)n;
+	return -EAGAIN;
+#endif
+}
+
+int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
+		   unsigned n, int64_t deadline)
+{
+	/* Long sleeps need M1 (see the top of this file). */
+	const bool can_long = membarrier_ready();
+	bool long_sleep = false;
+	int64_t now, spin_end;
+	int r;
+
+	r = op(ch, iov, n);
+	if (r != -EAGAIN)
+		return r;
+	if (deadline <= 0)
+		return hangup_or(ch, op, iov, n, -EAGAIN);
+
+	/* Spin: the peer is likely awake and about to act. */
+	now = rbus_now();
+	spin_end = now + ch->spin_ns;
+	if (spin_end > deadline)
+		spin_end = deadline;
+	for (unsigned i = 1; now < spin_end; i++) {
+		cpu_relax();
+		r = op(ch, iov, n);
+		if (r != -EAGAIN)
+			return r;
+		if (!(i & 31)) {
+			/* Relaxed: our own thread's flag, set by close() in
+			 * another thread; acted on after its wake. */
+			if (atomic_load_explicit(&ch->closing, memory_order_relaxed))
+				return -ECANCELED;
+			if (rbus_peer_hung_up(ch))
+				return hangup_or(ch, op, iov, n, -EAGAIN);
+			now = rbus_now();
+		}
+	}
+
+	for (;;) {
+		int64_t until;
+		uint32_t s;
+
+		r = register_and_recheck(ch, op, iov, n, long_sleep, &s);
+		if (r != -EAGAIN)
+			return r;
+		RBUS_JITTER(RBUS_J_SLEEPER_RECHECK);
+		if (atomic_load_explicit(&ch->closing, memory_order_relaxed))
+			return -ECANCELED;
+		if (rbus_peer_hung_up(ch))
+			return hangup_or(ch, op, iov, n, -EAGAIN);
+		now = rbus_now();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		until = deadline;
+		if (!long_sleep && deadline - now > RBUS_PROBE_NS)
+			until = now + RBUS_PROBE_NS;
+		/* S5 */
+		r = sleep_on(ch, s, until);
+		if (r == -EINTR && (ch->flags & RBUS_CHANNEL_EINTR))
+			return -EINTR;
+		now = rbus_now();
+		if (now >= deadline) {
+			/* A last try: a message that arrived by the deadline
+			 * is a result, not a timeout. */
+			r = op(ch, iov, n);
+			if (r != -EAGAIN)
+				return r;
+			return hangup_or(ch, op, iov, n, -ETIMEDOUT);
+		}
+		if (r == -ETIMEDOUT && can_long)
+			long_sleep = true;      /* the probe ran out */
+		r = op(ch, iov, n);
+		if (r != -EAGAIN)
+			return r;
+	}
+}
+
+int rbus_wait_open(struct rbus_channel *ch)
+{
+	struct rbus_region *r = ch->region;
+	bool consumer = ch->role == RBUS_CONSUMER;
+
+	ch->my_q = consumer ? &r->wait->data : &r->wait->space;
+	ch->peer_q = consumer ? &r->wait->space : &r->wait->data;
+	ch->peer_side = consumer ? r->prod : r->cons;
+	ch->my_efd = consumer ? r->efd[0] : r->efd[1];
+	ch->peer_efd = consumer ? r->efd[1] : r->efd[0];
+	ch->spin_ns = RBUS_SPIN_DEFAULT_NS;
+	ch->fence_publish = !membarrier_ready();
+	ch->cancel_efd = -1;
+	atomic_init(&ch->refs, 1);
+	atomic_init(&ch->closing, false);
+	if (ch->my_efd >= 0) {
+		ch->cancel_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (ch->cancel_efd < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* After the ring has released the role: wake the peers, so that they see
+ * the hang-up (if this was the last handle of the role) or the slots a
+ * close published or freed (MPMC). */
+void rbus_wait_close(struct rbus_channel *ch)
+{
+	rbus_wake_peer(ch);
+	if (ch->cancel_efd >= 0)
+		close(ch->cancel_efd);
+}
+
+/* Tell a thread of this process waiting on ch that the handle is closing. */
+void rbus_wait_cancel(struct rbus_channel *ch)
+{
+	/* Relaxed: the wake below is what the waiter acts on; it re-reads
+	 * the flag after every wake, and every 32 spins. */
+	atomic_store_explicit(&ch->closing, true, memory_order_relaxed);
+	if (ch->cancel_efd >= 0) {
+		uint64_t one = 1;
+
+		if (write(ch->cancel_efd, &one, sizeof(one)) < 0) {
+			/* Only on counter overflow: readable already. */
+		}
+	} else {
+		/* Wakes the other sleepers of the queue too, in every
+		 * process: they re-check and sleep again. */
+		wake_all(ch->my_q);
+	}
+}
+
+RBUS_EXPORT int rbus_channel_set_spin(struct rbus_channel *ch, uint32_t ns)
+{
+	if (ns > RBUS_SPIN_MAX_NS)
+		return -EINVAL;
+	ch->spin_ns = ns;
+	return 0;
+}
+
+RBUS_EXPORT int rbus_channel_fd(const struct rbus_channel *ch)
+{
+	return ch->my_efd >= 0 ? ch->my_efd : -EOPNOTSUPP;
+}
+
+RBUS_EXPORT int rbus_region_wait_stats(const struct rbus_region *r,
+				       struct rbus_wait_stats *st)
+{
+	const struct rbus_wait *w = r->wait;
+
+	/* Relaxed: statistics, documented as a hint. */
+	st->data_sleepers = atomic_load_explicit(&w->data.sleepers, memory_order_relaxed);
+	st->space_sleepers = atomic_load_explicit(&w->space.sleepers, memory_order_relaxed);
+	st->data_sleeps = atomic_load_explicit(&w->data.sleeps, memory_order_relaxed);
+	st->space_sleeps = atomic_load_explicit(&w->space.sleeps, memory_order_relaxed);
+	st->data_wakes = atomic_load_explicit(&w->data.wakes, memory_order_relaxed);
+	st->space_wakes = atomic_load_explicit(&w->space.wakes, memory_order_relaxed);
+	st->data_blind = atomic_load_explicit(&w->data.blind, memory_order_relaxed);
+	st->space_blind = atomic_load_explicit(&w->space.blind, memory_order_relaxed);
+	return 0;
+}
