@@ -8,9 +8,11 @@
  * Deadlines.  A deadline is an absolute time on CLOCK_MONOTONIC in
  * nanoseconds (the clock of clock_gettime(CLOCK_MONOTONIC), as a single
  * int64_t).  Two values are special:
- *   RBUS_NOWAIT   (0)          try once, like the calls of channel.h; any
- *                              deadline already in the past does the same.
+ *   RBUS_NOWAIT   (0)          try once, like the calls of channel.h
+ *                              (-EAGAIN).
  *   RBUS_FOREVER  (INT64_MAX)  wait as long as it takes.
+ * Any other deadline makes a timed call: one that has passed already gets
+ * one try, then -ETIMEDOUT.
  * For a relative timeout use rbus_deadline_in(ns).  A timed call never
  * returns -ETIMEDOUT before its deadline: signals and spurious wakeups are
  * absorbed inside, and the deadline is kept across them.
@@ -50,8 +52,8 @@
  *
  * Errors of every call below, in addition to those of its channel.h form
  * (with which it shares -EMSGSIZE, -EBADF, -EBUSY, -EBADMSG):
- *   -EAGAIN      the deadline was RBUS_NOWAIT (or already past) and the call
- *                could not make progress.
+ *   -EAGAIN      the deadline was RBUS_NOWAIT and the call could not make
+ *                progress.
  *   -ETIMEDOUT   the deadline passed while waiting.
  *   -EPIPE       the call cannot make progress and never will: the peer
  *                role hung up (see above).

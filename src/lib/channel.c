@@ -390,24 +390,3 @@ RBUS_EXPORT int rbus_release(struct rbus_channel *ch)
 	rbus_wake_peer(ch);
 	return k;
 }
-
-RBUS_EXPORT int rbus_channel_arm(struct rbus_channel *ch)
-{
-	struct rbus_waitq *q = ch->my_q;
-	uint64_t token;
-	int ready;
-
-	if (ch->my_efd < 0)
-		return -EOPNOTSUPP;
-	/* Take one pending wakeup, so a level-triggered fd quiets down.
-	 * EAGAIN: there was none. */
-	if (read(ch->my_efd, &token, sizeof(token)) < 0 && errno != EAGAIN)
-		return -errno;
-	/* R6 and F1 as in rbus_wait_loop(): register, fence, re-check. */
-	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_release);
-	atomic_thread_fence(memory_order_seq_cst);
-	ready = ch->ops->ready(ch);
-	if (ready)
-		return ready;
-	return rbus_peer_hung_up(ch) ? 1 : 0;
-}

@@ -306,7 +306,7 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 	r = op(ch, iov, n);
 	if (r != -EAGAIN)
 		return r;
-	if (deadline <= 0)
+	if (deadline <= 0)             /* RBUS_NOWAIT: tried once */
 		return hangup_or(ch, op, iov, n, -EAGAIN);
 
 	/* Spin: the peer is likely awake and about to act. */
@@ -432,6 +432,32 @@ RBUS_EXPORT int rbus_channel_set_spin(struct rbus_channel *ch, uint32_t ns)
 RBUS_EXPORT int rbus_channel_fd(const struct rbus_channel *ch)
 {
 	return ch->my_efd >= 0 ? ch->my_efd : -EOPNOTSUPP;
+}
+
+RBUS_EXPORT int rbus_channel_arm(struct rbus_channel *ch)
+{
+	struct rbus_waitq *q = ch->my_q;
+	uint64_t token;
+	int ready;
+
+	if (ch->my_efd < 0)
+		return -EOPNOTSUPP;
+	/* Take one pending wakeup, so a level-triggered fd quiets down.
+	 * EAGAIN: there was none. */
+	if (read(ch->my_efd, &token, sizeof(token)) < 0 && errno != EAGAIN)
+		return -errno;
+	/* S2, S3, S3' as in register_and_recheck(): an armed handle waits
+	 * in epoll for as long as it takes, so this is a long sleep and
+	 * needs M1 (or this process's wakers fence). */
+	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_release);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (membarrier_ready())
+		membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+	/* S4, without consuming: the caller makes the call. */
+	ready = ch->ops->ready(ch);
+	if (ready)
+		return ready;
+	return rbus_peer_hung_up(ch) ? 1 : 0;
 }
 
 RBUS_EXPORT int rbus_region_wait_stats(const struct rbus_region *r,
