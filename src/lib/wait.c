@@ -154,6 +154,12 @@ void rbus_wake_slow(struct rbus_waitq *q, int efd)
 	n = atomic_exchange_explicit(&q->sleepers, 0, memory_order_acquire);
 	if (!n)
 		return;         /* another waker took them */
+	/* W5.  Release: orders nothing the sleepers read (they re-check the
+	 * ring, ordered by F1/F2); it keeps the bump after the exchange
+	 * above.  Both backends bump: sleepers tell from seq whether their
+	 * registration is still pending (register_and_recheck()). */
+	atomic_fetch_add_explicit(&q->seq, 1, memory_order_release);
+	RBUS_JITTER(RBUS_J_WAKER_SEQ);
 	if (efd >= 0) {
 		uint64_t tokens = n;
 
@@ -164,10 +170,6 @@ void rbus_wake_slow(struct rbus_waitq *q, int efd)
 			count(&q->wakes);
 		return;
 	}
-	/* Release: orders nothing the sleepers read (they re-check the ring,
-	 * ordered by F1/F2); it keeps the bump after the exchange above. */
-	atomic_fetch_add_explicit(&q->seq, 1, memory_order_release);
-	RBUS_JITTER(RBUS_J_WAKER_SEQ);
 	count(&q->wakes);
 	if (syscall(SYS_futex, &q->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0) == 0)
 		count(&q->blind);
@@ -261,22 +263,35 @@ static int hangup_or(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 }
 
 /*
- * S1-S4 of the handshake: register on q and re-check with op.  Returns the
- * op's result, or -EAGAIN (registered; nothing to do yet) with the futex
- * word's value in *s.  long_sleep: issue M1 first.
+ * S1-S4 of the handshake: register on q (unless our registration is still
+ * pending) and re-check with op.  Returns the op's result, or -EAGAIN
+ * (registered; nothing to do yet) with the futex word's value in *s.
+ * long_sleep: issue M1 first.
+ *
+ * *registered and *s persist across the caller's iterations: while seq
+ * still equals the *s of our registration, no waker has taken it (a waker
+ * bumps seq after every exchange), so we do not add another.  A waker that
+ * has taken it but not yet bumped seq is about to wake us: futex_wait(s)
+ * fails once it bumps, and its eventfd token is on the way.  So every
+ * sleeper has at most one registration outstanding, and leftover ones cost
+ * at most one blind wake (one stale eventfd token) per wait.
  */
 static int register_and_recheck(struct rbus_channel *ch, rbus_try_fn op,
 				struct iovec *iov, unsigned n, bool long_sleep,
-				uint32_t *s)
+				bool *registered, uint32_t *s)
 {
 	struct rbus_waitq *q = ch->my_q;
-
 	/* S1.  Relaxed: R6/A6 order it before the waker's bump. */
-	*s = atomic_load_explicit(&q->seq, memory_order_relaxed);
+	uint32_t cur = atomic_load_explicit(&q->seq, memory_order_relaxed);
+
 	RBUS_JITTER(RBUS_J_SLEEPER_SEQ);
-	/* S2, R6 (release): pairs with A6 in rbus_wake_slow(). */
-	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_release);
-	RBUS_JITTER(RBUS_J_SLEEPER_REGISTER);
+	if (!*registered || cur != *s) {
+		*s = cur;
+		*registered = true;
+		/* S2, R6 (release): pairs with A6 in rbus_wake_slow(). */
+		atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_release);
+		RBUS_JITTER(RBUS_J_SLEEPER_REGISTER);
+	}
 	/* S3, F1 (seq_cst fence): pairs with F2 in rbus_wake_peer(): the
 	 * re-check below sees the waker's publish, or the waker sees our
 	 * registration (fully so when the waker fences, or after M1). */
@@ -299,8 +314,15 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 {
 	/* Long sleeps need M1 (see the top of this file). */
 	const bool can_long = membarrier_ready();
-	bool long_sleep = false;
+#ifndef RBUS_TEST_NO_RECHECK
+	bool long_sleep = false, registered = false;
+#else
+	/* The broken build sleeps long at once: with no probe either, a lost
+	 * wakeup stays lost, as in the textbook bug the detector must see. */
+	bool long_sleep = can_long, registered = false;
+#endif
 	int64_t now, spin_end;
+	uint32_t s = 0;
 	int r;
 
 	r = op(ch, iov, n);
@@ -332,9 +354,8 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 
 	for (;;) {
 		int64_t until;
-		uint32_t s;
 
-		r = register_and_recheck(ch, op, iov, n, long_sleep, &s);
+		r = register_and_recheck(ch, op, iov, n, long_sleep, &registered, &s);
 		if (r != -EAGAIN)
 			return r;
 		RBUS_JITTER(RBUS_J_SLEEPER_RECHECK);

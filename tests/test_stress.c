@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_stress.c - the lost-wakeup stress (stress.c) in make check: 10^6
+ * verified messages per configuration through waiting calls, with jitter
+ * in the handshake, for both backends and kinds.  Zero stalls, losses,
+ * duplicates, reorders and corruptions required.  RBUS_TEST_SCALE divides
+ * the count (the sanitizer build); make stress runs 10^8.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "helpers.h"
+#include "stress.h"
+
+static const struct {
+	enum rbus_kind kind;
+	uint32_t wakeup;
+	unsigned nprod, ncons;
+} configs[] = {
+	{ RBUS_KIND_SPSC, RBUS_WAKE_FUTEX, 1, 1 },
+	{ RBUS_KIND_SPSC, RBUS_WAKE_EVENTFD, 1, 1 },
+	{ RBUS_KIND_MPMC, RBUS_WAKE_FUTEX, 2, 2 },
+	{ RBUS_KIND_MPMC, RBUS_WAKE_EVENTFD, 2, 2 },
+};
+
+START_TEST(no_lost_wakeups)
+{
+	struct stress_cfg cfg = {
+		.kind = configs[_i].kind, .wakeup = configs[_i].wakeup,
+		.nprod = configs[_i].nprod, .ncons = configs[_i].ncons,
+		.per_producer = th_scaled(1000000) / configs[_i].nprod,
+		.capacity = 64, .wait_ns = 1000000000, .seed = (unsigned)_i + 1,
+	};
+	struct stress_result res;
+
+	ck_assert_int_eq(stress_run(&cfg, &res), 0);
+	stress_print("stress", &cfg, &res);
+	ck_assert_uint_eq(res.errors, 0);
+	ck_assert_uint_eq(res.sent, cfg.per_producer * cfg.nprod);
+	ck_assert_uint_eq(res.received, res.sent);
+	ck_assert_uint_eq(res.lost, 0);
+	ck_assert_uint_eq(res.duplicated, 0);
+	ck_assert_uint_eq(res.reordered, 0);
+	ck_assert_uint_eq(res.corrupt, 0);
+	ck_assert_msg(res.stalls == 0, "%llu stalls", (unsigned long long)res.stalls);
+	/* It did exercise the sleep path. */
+	ck_assert_uint_gt(res.sleeps, 0);
+	ck_assert_uint_gt(res.wakes, 0);
+}
+END_TEST
+
+/* The detector's traffic (test_detector.c) against the real handshake: the
+ * same criterion finds no stall, so the detector's stalls are the bug's. */
+START_TEST(detector_traffic_no_stalls)
+{
+	struct stress_cfg cfg = {
+		.kind = _i ? RBUS_KIND_MPMC : RBUS_KIND_SPSC, .wakeup = RBUS_WAKE_FUTEX,
+		.nprod = 1, .ncons = _i ? 2 : 1, .per_producer = 100000, .capacity = 16,
+		.wait_ns = 100000000, .heavy = 1, .max_ns = 6000000000, .seed = 7,
+	};
+	struct stress_result res;
+
+	ck_assert_int_eq(stress_run(&cfg, &res), 0);
+	stress_print("detector traffic", &cfg, &res);
+	ck_assert_uint_eq(res.errors, 0);
+	ck_assert_uint_gt(res.sent, 0);
+	ck_assert_uint_eq(res.received, res.sent);
+	ck_assert_uint_eq(res.lost + res.duplicated + res.reordered + res.corrupt, 0);
+	ck_assert_msg(res.stalls == 0, "%llu stalls", (unsigned long long)res.stalls);
+	/* The waits did run into W (the long pauses): the criterion, not a
+	 * lack of timeouts, is what tells a stall. */
+	ck_assert_uint_gt(res.timeouts, 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("stress");
+	TCase *tc = tcase_create("lost-wakeups");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 300);
+	tcase_add_loop_test(tc, no_lost_wakeups, 0, (int)(sizeof(configs) / sizeof(configs[0])));
+	tcase_add_loop_test(tc, detector_traffic_no_stalls, 0, 2);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
