@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -804,6 +805,38 @@ START_TEST(eventfd_attach)
 	ck_assert_ptr_null(x);
 	ck_assert_rbus(rbus_region_attach_fds(fds, 3, 0, &x), 0);
 	rbus_region_close(x);
+	/* An eventfd not in semaphore mode is refused where the kernel says
+	 * (fdinfo "eventfd-semaphore:", Linux 6.5); a blocking one in
+	 * semaphore mode is accepted and made non-blocking, so arming never
+	 * blocks in read(). */
+	{
+		bool says = false;
+		char path[64], line[128];
+		FILE *f;
+
+		bad[2] = eventfd(0, EFD_CLOEXEC);
+		ck_assert_int_ge(bad[2], 0);
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", bad[2]);
+		f = fopen(path, "re");
+		ck_assert_ptr_nonnull(f);
+		while (fgets(line, sizeof(line), f))
+			says |= strncmp(line, "eventfd-semaphore:", 18) == 0;
+		fclose(f);
+		if (says)
+			ck_assert_rbus(rbus_region_attach_fds(bad, 3, 0, &x), -EINVAL);
+		close(bad[2]);
+		bad[2] = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
+		ck_assert_rbus(rbus_region_attach_fds(bad, 3, 0, &x), 0);
+		ck_assert_int_ne(fcntl(bad[2], F_GETFL) & O_NONBLOCK, 0);
+		{
+			struct rbus_channel *p = open_ch(x, RBUS_PRODUCER, 0, 0);
+
+			ck_assert_rbus(rbus_channel_arm(p), 1);  /* room: no block */
+			rbus_channel_close(p);
+		}
+		rbus_region_close(x);
+		close(bad[2]);
+	}
 	rbus_region_close(r);
 	/* A futex region has one fd. */
 	r = make(0, 16, 0);

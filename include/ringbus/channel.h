@@ -11,7 +11,9 @@
  *              the ring; rbus_peek() + rbus_release() read it in place.
  *
  * The batch forms move many messages with one update of the shared index.
- * All calls here are non-blocking: an empty or full ring gives -EAGAIN.
+ * All calls here are non-blocking: an empty or full ring gives -EAGAIN, or
+ * -EPIPE when the peer role has hung up (no handle of it attached any more,
+ * after one was; ringbus/wait.h).  ringbus/wait.h has the forms that wait.
  *
  * Synchronization table (who may run concurrently):
  *
@@ -71,7 +73,7 @@ enum rbus_role {
  * rbus_channel_open - take a role on a region's ring.
  * @r:     the region; the channel takes a reference of its own.
  * @role:  RBUS_PRODUCER or RBUS_CONSUMER.
- * @flags: reserved, must be 0.
+ * @flags: 0, or RBUS_CHANNEL_EINTR (ringbus/wait.h).
  * @out:   on success, the new handle.
  *
  * SPSC: the role is claimed in shared memory; a second producer or consumer
@@ -82,7 +84,9 @@ enum rbus_role {
  * release.  MPMC: any number of handles of each role.  Thread-safe.
  *
  * Returns 0, or -EINVAL (bad role or flags), -EBUSY (SPSC role taken),
- * -EBADMSG (ring indices impossible), -ENOMEM.
+ * -EBADMSG (ring indices impossible), -ENOMEM, and for eventfd regions
+ * -EMFILE or -ENFILE (each handle has an eventfd of its own, for close()
+ * to wake a waiting thread).
  */
 int rbus_channel_open(struct rbus_region *r, enum rbus_role role,
 		      uint32_t flags, struct rbus_channel **out);
@@ -93,7 +97,9 @@ int rbus_channel_open(struct rbus_region *r, enum rbus_role role,
  * unpublished; MPMC publishes its slots as skipped (consumers pass over
  * them).  Messages still held by a peek are: SPSC, left in the ring for the
  * next consumer; MPMC, released (they count as consumed).  Not thread-safe
- * with other calls on the same handle.
+ * with other calls on the same handle, except that it may cancel a thread
+ * waiting in one of the _wait calls (ringbus/wait.h).  If this was the last
+ * handle of its role, the peers' sleepers are woken to see the hang-up.
  */
 void rbus_channel_close(struct rbus_channel *ch);
 
@@ -104,15 +110,17 @@ size_t rbus_channel_max_msg(const struct rbus_channel *ch);
 
 /*
  * rbus_send - copy one message of @len bytes into the ring.  Producer only.
- * Returns 0, or -EAGAIN (full), -EMSGSIZE (@len > max_msg), -EBADF (not a
- * producer), -EBUSY (a reservation is outstanding), -EBADMSG (corrupt ring).
+ * Returns 0, or -EAGAIN (full), -EPIPE (full, and no consumer attached),
+ * -EMSGSIZE (@len > max_msg), -EBADF (not a producer), -EBUSY (a
+ * reservation is outstanding), -EBADMSG (corrupt ring).
  */
 int rbus_send(struct rbus_channel *ch, const void *buf, size_t len);
 
 /*
  * rbus_recv - take the next message and copy it into @buf (@cap bytes).
  * Consumer only.  Returns the message length (possibly 0), or -EAGAIN
- * (empty), -EMSGSIZE (the next message is longer than @cap; it stays in the
+ * (empty), -EPIPE (empty, and no producer attached), -EMSGSIZE (the next
+ * message is longer than @cap; it stays in the
  * ring), -EBADF (not a consumer), -EBUSY (a peek is outstanding), -EBADMSG
  * (corrupt ring: a slot's length is impossible).
  */

@@ -127,7 +127,10 @@ int rbus_region_create(const struct rbus_region_opts *o,
  * @flags, @out: as rbus_region_attach_fd().
  *
  * Returns what rbus_region_attach_fd() returns, and -EINVAL when @nfds does
- * not match the region's backend or @fds[1] / @fds[2] are not eventfds.
+ * not match the region's backend or @fds[1] / @fds[2] are not eventfds in
+ * semaphore mode (told by /proc/self/fdinfo, which must be mounted).  The
+ * eventfds are made non-blocking (a property they share with the fds of
+ * the process that sent them).
  */
 int rbus_region_attach_fds(const int *fds, unsigned nfds, uint32_t flags,
 			   struct rbus_region **out);

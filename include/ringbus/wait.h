@@ -44,22 +44,28 @@
  *
  * Closing a handle while another thread waits on it.  Handles are not
  * thread-safe (channel.h), with one exception: rbus_channel_close() may be
- * called while another thread of the process is inside one of the calls
+ * called while another thread of the process is waiting in one of the calls
  * below on the same handle.  That call returns -ECANCELED promptly (if it
  * was sleeping it is woken), and the handle is freed only when both have
- * returned.  The waiting thread must not touch the handle again.  Any
- * other concurrent use of a handle is undefined.
+ * returned.  The waiting thread must not touch the handle again.  The
+ * caller of close() must know the other thread is inside the call (e.g.
+ * it saw it block), or keep it from starting one: a close() racing with
+ * the start of a call is a use after free, as any other concurrent use.
  *
  * Errors of every call below, in addition to those of its channel.h form
  * (with which it shares -EMSGSIZE, -EBADF, -EBUSY, -EBADMSG):
  *   -EAGAIN      the deadline was RBUS_NOWAIT and the call could not make
  *                progress.
  *   -ETIMEDOUT   the deadline passed while waiting.
- *   -EPIPE       the call cannot make progress and never will: the peer
- *                role hung up (see above).
+ *   -EPIPE       the call cannot make progress and the peer role has hung
+ *                up (see above): no handle of it is attached now.  Not
+ *                necessarily final: an SPSC role can be reopened, MPMC
+ *                producers can come later.
  *   -EINTR       a signal arrived while sleeping and the handle was opened
- *                with RBUS_CHANNEL_EINTR.  Without that flag, signals never
- *                interrupt a call.
+ *                with RBUS_CHANNEL_EINTR.  As for read(2), a handler
+ *                installed with SA_RESTART may instead restart the sleep in
+ *                the kernel (futex backend).  Without the flag, signals
+ *                never interrupt a call.
  *   -ECANCELED   the handle was closed by another thread (see above).
  *   -EINVAL      @n == 0 for the batch forms, or @deadline < 0.
  *
@@ -163,7 +169,11 @@ int rbus_channel_fd(const struct rbus_channel *ch);
  * Returns 0 when armed and nothing can be done now: wait for the fd.  Returns
  * 1 when the call can make progress already (messages or room arrived while
  * arming, or the peer hung up): call it again before waiting.  Returns
- * -EOPNOTSUPP (futex backend), -EBADMSG (corrupt ring).  A handle stays
+ * -EOPNOTSUPP (futex backend), -EBADMSG (corrupt ring), or an error of
+ * read(2) on the eventfd.  Each call costs a membarrier(2) system call.
+ * A waker that dies between taking the registrations and writing the
+ * eventfd leaves an armed handle unwoken: an event loop that must survive
+ * crashing peers should also wake up now and then (a timeout).  A handle stays
  * armed until it is woken; arming twice is harmless.  Thread-safety: as the
  * data-path calls of the handle.
  */

@@ -119,9 +119,9 @@ int rbus_wait_open(struct rbus_channel *ch);
 void rbus_wait_close(struct rbus_channel *ch);
 void rbus_wait_cancel(struct rbus_channel *ch);
 
-/* Test builds only (tests/Makefile: RBUS_TEST_HOOKS): a hook called at
- * each step of the sleep/wake handshake, where the lost-wakeup tests
- * inject pauses, yields and sleeps. */
+/* Test builds only (Makefile.am builds tests/libringbus-hooks.la with
+ * RBUS_TEST_HOOKS): a hook called at each step of the sleep/wake handshake,
+ * where tests/stress.c injects pauses, yields and sleeps. */
 enum rbus_jitter_point {
 	RBUS_J_SLEEPER_SEQ,       /* after loading the futex word */
 	RBUS_J_SLEEPER_REGISTER,  /* after registering as a sleeper */
@@ -143,8 +143,8 @@ extern void (*rbus_test_jitter)(enum rbus_jitter_point where);
 
 /*
  * Wake the peers sleeping on ch->peer_q, if any, after this handle
- * published messages or freed slots.  The hot path is a fence and a load
- * of a line that is written only when someone sleeps or wakes.
+ * published messages or freed slots.  The hot path is a barrier (F2) and a
+ * load of a line that is written only when someone sleeps or wakes.
  */
 static inline void rbus_wake_peer(struct rbus_channel *ch)
 {
@@ -181,7 +181,9 @@ static inline void rbus_copy(void *dst, const void *src, size_t len)
 		__builtin_memcpy(&b, (const char *)src + len - 8, 8);
 		__builtin_memcpy(dst, &a, 8);
 		__builtin_memcpy((char *)dst + len - 8, &b, 8);
-	} else {
+	} else if (len) {
+		/* len 0 may come with src NULL (rbus_send(ch, NULL, 0)):
+		 * memcpy must not see that pointer even for 0 bytes. */
 		__builtin_memcpy(dst, src, len);
 	}
 }

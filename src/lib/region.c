@@ -215,21 +215,31 @@ static struct rbus_region *region_alloc(void)
 	return r;
 }
 
-/* Is fd an eventfd?  Its fdinfo says so; nothing else does cheaply. */
-static bool is_eventfd(int fd)
+/*
+ * Is fd an eventfd of the kind region_create() makes?  Its fdinfo says it
+ * is an eventfd; kernels since 6.5 also say whether it is in semaphore
+ * mode, which the wake protocol needs (older ones do not: accepted).
+ * Needs /proc; without it, attach refuses eventfd regions.
+ */
+static bool is_ringbus_eventfd(int fd)
 {
 	char path[64], line[128];
-	bool yes = false;
+	bool efd = false, not_sem = false;
+	unsigned v;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
 	f = fopen(path, "re");
 	if (!f)
 		return false;
-	while (!yes && fgets(line, sizeof(line), f))
-		yes = strncmp(line, "eventfd-count:", 14) == 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "eventfd-count:", 14) == 0)
+			efd = true;
+		if (sscanf(line, "eventfd-semaphore: %u", &v) == 1 && v != 1)
+			not_sem = true;
+	}
 	fclose(f);
-	return yes;
+	return efd && !not_sem;
 }
 
 RBUS_EXPORT int rbus_region_attach_fd(int fd, uint32_t flags,
@@ -294,10 +304,18 @@ RBUS_EXPORT int rbus_region_attach_fds(const int *fds, unsigned nfds,
 	if (nfds != (r->hdr.wakeup == RBUS_HDR_WAKE_EVENTFD ? 3u : 1u))
 		goto fail;
 	for (unsigned i = 1; i < nfds; i++) {
-		if (!is_eventfd(fds[i]))
+		if (!is_ringbus_eventfd(fds[i]))
 			goto fail;
 		r->efd[i - 1] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
 		if (r->efd[i - 1] < 0) {
+			err = -errno;
+			goto fail;
+		}
+		/* The protocol reads tokens without blocking.  O_NONBLOCK is
+		 * a property of the open file, shared with the sender's fd,
+		 * which ringbus made non-blocking too. */
+		fl = fcntl(r->efd[i - 1], F_GETFL);
+		if (fl < 0 || fcntl(r->efd[i - 1], F_SETFL, fl | O_NONBLOCK) < 0) {
 			err = -errno;
 			goto fail;
 		}

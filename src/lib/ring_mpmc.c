@@ -341,7 +341,8 @@ static int mpmc_open(struct rbus_channel *ch)
 	/* Relaxed: a count for observers and for hang-up; opening orders
 	 * nothing else (a peer that sees it acts on nothing we wrote). */
 	atomic_fetch_add_explicit(&ch->my_side->attached, 1, memory_order_relaxed);
-	atomic_store_explicit(&ch->my_side->opened, 1, memory_order_relaxed);
+	/* Release, after the count: see spsc_open(). */
+	atomic_store_explicit(&ch->my_side->opened, 1, memory_order_release);
 	return 0;
 }
 

@@ -262,8 +262,10 @@ static int spsc_open(struct rbus_channel *ch)
 						     memory_order_relaxed))
 		return -EBUSY;
 
-	/* Relaxed: hang-up is read with the acquire of `attached`. */
-	atomic_store_explicit(&ch->my_side->opened, 1, memory_order_relaxed);
+	/* Release, after claiming `attached`: pairs with the acquire load of
+	 * `opened` in rbus_peer_hung_up(), which then sees attached >= 1
+	 * (or a later close), never the 0 from before this first open. */
+	atomic_store_explicit(&ch->my_side->opened, 1, memory_order_release);
 	/* Relaxed: A3 above ordered our predecessor's last store of our own
 	 * index before this load. */
 	pos = atomic_load_explicit(ch->my_index, memory_order_relaxed);
@@ -309,8 +311,9 @@ static void spsc_close(struct rbus_channel *ch)
 {
 	/* An outstanding reservation was never stamped, an outstanding peek
 	 * never moved the head: nothing to undo.  R3 (release): pairs with
-	 * A3 in spsc_open(); our index stores happen before the next
-	 * holder's loads of them. */
+	 * A3 in spsc_open(), so our index stores happen before the next
+	 * holder's loads of them, and with the acquire of `attached` in
+	 * rbus_peer_hung_up(), so the peer's last try sees our messages. */
 	atomic_store_explicit(&ch->my_side->attached, 0, memory_order_release);
 }
 

@@ -77,6 +77,11 @@ void (*rbus_test_jitter)(enum rbus_jitter_point where);
 /* How long the first sleep after a registration lasts (see above): the
  * worst extra latency of a wake raced away by a publish in flight. */
 #define RBUS_PROBE_NS 1000000
+/* The longest a long sleep lasts before the sleeper registers afresh.  A
+ * waker that dies between taking the registrations (W4) and waking (W5)
+ * leaves its sleepers registered nowhere and seq unbumped: this bounds how
+ * long they stay stranded.  An idle waiter pays one wake per period. */
+#define RBUS_LONG_SLEEP_NS 1000000000
 
 /* Registration of this process for membarrier(2): 0 not tried yet, 1 done,
  * -1 impossible.  Process-wide because the kernel's registration is; it is
@@ -179,17 +184,24 @@ void rbus_wake_slow(struct rbus_waitq *q, int efd)
  * a thread of this process waiting on a closing handle notices. */
 static void wake_all(struct rbus_waitq *q)
 {
+	/* Release: keeps the bump after the caller's store of `closing`,
+	 * which the woken thread reads after futex_wait returns (the
+	 * futex syscalls order them; nothing else pairs with it). */
 	atomic_fetch_add_explicit(&q->seq, 1, memory_order_release);
 	syscall(SYS_futex, &q->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 bool rbus_peer_hung_up(const struct rbus_channel *ch)
 {
+	/* `opened` first.  Acquire: pairs with its release store in the
+	 * peer's open, made after it raised `attached`; so a first open in
+	 * progress is never taken for a hang-up. */
+	if (!atomic_load_explicit(&ch->peer_side->opened, memory_order_acquire))
+		return false;
 	/* Acquire: pairs with the release drop of `attached` in the peer's
 	 * close (R3 in ring_spsc.c, mpmc_close()); every message the peer
 	 * published before closing is visible to the retry that follows. */
-	return atomic_load_explicit(&ch->peer_side->attached, memory_order_acquire) == 0 &&
-	       atomic_load_explicit(&ch->peer_side->opened, memory_order_relaxed) != 0;
+	return atomic_load_explicit(&ch->peer_side->attached, memory_order_acquire) == 0;
 }
 
 /*
@@ -236,6 +248,8 @@ static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline)
 		timeout_ms = left > INT_MAX ? INT_MAX : (int)left;
 	}
 	rc = poll(p, 2, timeout_ms);
+	if (rc == 0)
+		return -ETIMEDOUT;
 	if (rc < 0)
 		return errno == EINTR ? -EINTR : 0;
 	if (rc > 0 && (p[0].revents & POLLIN)) {
@@ -367,8 +381,8 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		until = deadline;
-		if (!long_sleep && deadline - now > RBUS_PROBE_NS)
-			until = now + RBUS_PROBE_NS;
+		if (deadline - now > (long_sleep ? RBUS_LONG_SLEEP_NS : RBUS_PROBE_NS))
+			until = now + (long_sleep ? RBUS_LONG_SLEEP_NS : RBUS_PROBE_NS);
 		/* S5 */
 		r = sleep_on(ch, s, until);
 		if (r == -EINTR && (ch->flags & RBUS_CHANNEL_EINTR))
@@ -382,8 +396,11 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 				return r;
 			return hangup_or(ch, op, iov, n, -ETIMEDOUT);
 		}
-		if (r == -ETIMEDOUT && can_long)
-			long_sleep = true;      /* the probe ran out */
+		if (r == -ETIMEDOUT) {
+			if (long_sleep)
+				registered = false;  /* afresh, see above */
+			long_sleep = can_long;  /* the probe ran out */
+		}
 		r = op(ch, iov, n);
 		if (r != -EAGAIN)
 			return r;
