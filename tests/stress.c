@@ -15,7 +15,7 @@
  * Stalls.  Every wait has a timeout W.  A consumer stall is a wait that
  * ended at its deadline (timed out, or took a message only at the last
  * try) while a message committed before deadline - W/2 was there to take:
- * a working wakeup would have delivered it within the 1 ms probe.  A
+ * a working wakeup would have delivered it within the 10 ms probe.  A
  * producer stall is a wait for room that ran into W: consumers never pause
  * longer than a few milliseconds, so room was pending.  The threshold W/2
  * leaves room for scheduling delays of this machine, not for lost wakeups.

@@ -112,7 +112,7 @@ static void until_asleep(struct rbus_region *r, bool data, uint64_t min, pid_t p
 	}
 }
 
-/* A probe sleep (1 ms) comes first; the long sleep is the second. */
+/* A probe sleep (10 ms) comes first; the long sleep is the second. */
 #define LONG_SLEEP 2
 
 static int put_byte(int fd, unsigned char b) { return write(fd, &b, 1) == 1 ? 0 : -1; }
@@ -294,7 +294,7 @@ START_TEST(timeouts_never_early)
 {
 	static const struct { int64_t timeout; uint32_t spin; } cases[] = {
 		{ 20000000, 0 }, { 20000000, RBUS_SPIN_DEFAULT_NS }, { 5000, 100000 },
-		{ 2500000, 0 },  /* just past one probe */
+		{ 12500000, 0 }, /* just past one probe */
 	};
 	struct rbus_region *r = make(_i, 16, 0);
 	struct rbus_channel *p = open_ch(r, RBUS_PRODUCER, 0, 0);

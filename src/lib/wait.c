@@ -32,9 +32,10 @@
  * throughput by 3-10x.  So in a process registered for membarrier(2) W2 is
  * only a compiler barrier, and the sleeper pays instead, in two steps:
  *   - The first sleep after a registration is a probe, bounded by
- *     RBUS_PROBE_NS.  Without the waker's fence, W3 can miss a registration
- *     only if the publish was in flight at that very moment (a store-buffer
- *     window of ~100 ns); the message is then found when the probe ends.
+ *     RBUS_PROBE_NS (10 ms).  Without the waker's fence, W3 can miss a
+ *     registration only if the publish was in flight at that very moment (a
+ *     store-buffer window of ~100 ns); the message is then found when the
+ *     probe ends.
  *   - A sleeper whose probe ran out goes to a long sleep: S3' calls
  *     membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), which runs a full fence
  *     on every CPU running a registered process.  That fence stands in for
@@ -75,8 +76,13 @@ void (*rbus_test_jitter)(enum rbus_jitter_point where);
 #endif
 
 /* How long the first sleep after a registration lasts (see above): the
- * worst extra latency of a wake raced away by a publish in flight. */
-#define RBUS_PROBE_NS 1000000
+ * worst extra latency of a wake raced away by a publish in flight.  At
+ * least one scheduler tick (4 ms at HZ=250, 10 ms at HZ=100): a shorter
+ * timer is the CPU's earliest, and arming and cancelling it reprograms the
+ * timer device, a VM exit each way.  Measured here with spinning off: a
+ * 1 ms probe made the round trip 1.17-1.29x a bare futex ping-pong, 10 ms
+ * 1.01-1.05x. */
+#define RBUS_PROBE_NS 10000000
 /* The longest a long sleep lasts before the sleeper registers afresh.  A
  * waker that dies between taking the registrations (W4) and waking (W5)
  * leaves its sleepers registered nowhere and seq unbumped: this bounds how
