@@ -19,9 +19,12 @@
  * The three processes share their counters through anonymous MAP_SHARED
  * memory: each counter has exactly one writer.
  *
- * Only the non-blocking API exists so far (rbus_send/rbus_recv return
- * -EAGAIN on a full or empty ring), so both sides wait by spinning with a
- * CPU pause a bounded number of times, then sched_yield().
+ * Both sides try the non-blocking call first and count the times they found
+ * the ring full or empty; then they wait in rbus_send_wait/rbus_recv_wait
+ * (spin briefly, then sleep on the region's futex word), with a 100 ms
+ * deadline so that they notice the parent's stop flag.  The consumer knows
+ * the stream has ended when its receive says -EPIPE: the producer closed
+ * and the ring is drained.
  *
  * Exit status: 0 when every sample sent was received once, in order and
  * intact; 1 when one was not, or something failed; 2 on bad usage.
@@ -56,7 +59,7 @@
 #define PROG "ringbus-demo"
 
 #define TICK_NS        500000000ull  /* live line period */
-#define SPIN_LIMIT     256           /* pauses before each sched_yield() */
+#define WAIT_NS        100000000     /* longest single wait: stop is seen in time */
 #define SHUTDOWN_S     10            /* children still running then are killed */
 #define MAX_DURATION_S 86400.0
 #define MAX_RATE       1e9
@@ -237,6 +240,7 @@ static void sleep_until(uint64_t t_ns)
 	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
 }
 
+/* A CPU pause, for the pacer's short spins. */
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -246,19 +250,6 @@ static inline void cpu_relax(void)
 #else
 	atomic_signal_fence(memory_order_seq_cst);
 #endif
-}
-
-/* Wait a little for the peer: pause SPIN_LIMIT times, then yield the CPU
- * each time (on one CPU, spinning only delays the peer).  *spins is reset
- * by the caller after each success. */
-static inline void backoff(unsigned *spins)
-{
-	if (*spins < SPIN_LIMIT) {
-		(*spins)++;
-		cpu_relax();
-	} else {
-		sched_yield();
-	}
 }
 
 /* ns as a short human string in buf. */
@@ -449,7 +440,6 @@ static int run_producer(int fd, struct shared *sh, const struct options *o)
 	}
 	t0 = now_ns();
 	for (seq = 0;; seq++) {
-		unsigned spins = 0;
 		bool waited = false;
 		int err;
 
@@ -462,11 +452,14 @@ static int run_producer(int fd, struct shared *sh, const struct options *o)
 		/* The sample is taken now: time spent waiting for room in
 		 * the ring counts in its end-to-end latency. */
 		sample_fill(&s, seq, now_ns());
-		while ((err = rbus_send(ch, &s, sizeof(s))) == -EAGAIN) {
+		err = rbus_send(ch, &s, sizeof(s));
+		if (err == -EAGAIN) {
 			waited = true;
-			if (atomic_load_explicit(&sh->stop, memory_order_relaxed))
-				goto out;
-			backoff(&spins);
+			do {
+				if (atomic_load_explicit(&sh->stop, memory_order_relaxed))
+					goto out;
+				err = rbus_send_wait(ch, &s, sizeof(s), rbus_deadline_in(WAIT_NS));
+			} while (err == -ETIMEDOUT);
 		}
 		if (err < 0) {
 			fprintf(stderr, PROG ": producer: rbus_send of sample %" PRIu64 ": %s\n",
@@ -527,8 +520,6 @@ static int run_consumer(int fd, struct shared *sh)
 	struct rbus_channel *ch;
 	struct sample s;
 	uint64_t expect = 0;
-	unsigned spins = 0;
-	bool draining = false;
 	int status = 0;
 
 	child_open(fd, RBUS_CONSUMER, "consumer", &r, &ch);
@@ -538,31 +529,28 @@ static int run_consumer(int fd, struct shared *sh)
 		 * that size, so a longer message cannot be in the ring. */
 		ssize_t n = rbus_recv(ch, &s, sizeof(s));
 
+		if (n == -EAGAIN) {
+			bump(&sh->empty_waits, 1);
+			n = rbus_recv_wait(ch, &s, sizeof(s), rbus_deadline_in(WAIT_NS));
+		}
 		if (n >= 0) {
 			expect = verify(sh, &s, n, expect);
-			spins = 0;
 			continue;
 		}
-		if (n != -EAGAIN) {
+		/* The producer closed and everything it sent has been taken. */
+		if (n == -EPIPE)
+			break;
+		if (n == -ETIMEDOUT) {
+			if (atomic_load_explicit(&sh->abort_run, memory_order_relaxed))
+				break;
+			continue;
+		}
+		{
 			fprintf(stderr, PROG ": consumer: rbus_recv after sample %" PRIu64 ": %s\n",
 				expect, rbus_strerror((int)n));
 			status = 1;
 			break;
 		}
-		/* Empty.  Once the producer is done, one more pass that finds
-		 * the ring empty means everything it sent has been taken. */
-		if (draining)
-			break;
-		/* producer_done (acquire): pairs with the producer's release
-		 * store; the receives after it see every sample sent. */
-		if (atomic_load_explicit(&sh->producer_done, memory_order_acquire)) {
-			draining = true;
-			continue;
-		}
-		if (atomic_load_explicit(&sh->abort_run, memory_order_relaxed))
-			break;
-		bump(&sh->empty_waits, 1);
-		backoff(&spins);
 	}
 	/* consumer_done (release): the counter updates above happen before
 	 * it; pairs with the parent's acquire load before its verdict. */
