@@ -20,10 +20,11 @@
  *   - When the producer has closed its handle and the ring is empty,
  *     rbus_recv() returns -EPIPE: the stream is over.
  *
- * The timer tick also drains the channel.  rbus_channel_arm() does not
- * issue the membarrier a long rbus_*_wait() sleep does, so a wakeup can be
- * lost in a store-buffer window of about 100 ns (doc/design.md, "Waiting",
- * "Event loops"); draining on a periodic timer bounds the delay that costs.
+ * The timer tick also drains the channel.  An armed handle is woken by its
+ * producer reliably (rbus_channel_arm() issues the membarrier a long sleep
+ * does), but a producer that dies between taking the registrations and
+ * writing the eventfd would leave it unwoken (ringbus/wait.h), and a loop
+ * that serves other fds is cheap to make robust against that.
  *
  * Exit status: 0 when every message arrived once, in order and intact, and
  * the producer then hung up; 1 when something failed (the message on

@@ -31,8 +31,8 @@
  *   -ENOSPC          no memory to reserve the region (tmpfs full, or no huge
  *                    pages reserved in /proc/sys/vm/nr_hugepages).
  *   -ETIMEDOUT       a waiting call's deadline passed (ringbus/wait.h).
- *   -EPIPE           the call cannot make progress and never will: the
- *                    peer role hung up (its last handle closed).
+ *   -EPIPE           the call cannot make progress and the peer role has
+ *                    hung up: its last handle closed (a new one may come).
  *   -ECANCELED       the handle was closed by another thread while the
  *                    call waited on it.
  *   -EOPNOTSUPP      the call needs the eventfd wakeup backend.

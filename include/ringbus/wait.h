@@ -11,8 +11,8 @@
  *   RBUS_NOWAIT   (0)          try once, like the calls of channel.h
  *                              (-EAGAIN).
  *   RBUS_FOREVER  (INT64_MAX)  wait as long as it takes.
- * Any other deadline makes a timed call: one that has passed already gets
- * one try, then -ETIMEDOUT.
+ * Any other deadline makes a timed call: one that has passed already is
+ * tried, then gets -ETIMEDOUT.
  * For a relative timeout use rbus_deadline_in(ns).  A timed call never
  * returns -ETIMEDOUT before its deadline: signals and spurious wakeups are
  * absorbed inside, and the deadline is kept across them.
@@ -40,7 +40,8 @@
  * message left in the ring, then -EPIPE; a producer gets -EPIPE when the
  * ring is full.  Calls that can make progress are not affected: a producer
  * may fill the ring while no consumer is attached.  A process that dies
- * does not close its handles: the broker notices and releases its roles.
+ * does not close its handles: its roles stay taken until released (the
+ * broker, when it comes, will do that).
  *
  * Closing a handle while another thread waits on it.  Handles are not
  * thread-safe (channel.h), with one exception: rbus_channel_close() may be
@@ -61,11 +62,10 @@
  *                up (see above): no handle of it is attached now.  Not
  *                necessarily final: an SPSC role can be reopened, MPMC
  *                producers can come later.
- *   -EINTR       a signal arrived while sleeping and the handle was opened
- *                with RBUS_CHANNEL_EINTR.  As for read(2), a handler
- *                installed with SA_RESTART may instead restart the sleep in
- *                the kernel (futex backend).  Without the flag, signals
- *                never interrupt a call.
+ *   -EINTR       a signal was handled while the call slept and the handle
+ *                was opened with RBUS_CHANNEL_EINTR (with or without
+ *                SA_RESTART: every sleep is a timed one).  Without the
+ *                flag, signals never interrupt a call.
  *   -ECANCELED   the handle was closed by another thread (see above).
  *   -EINVAL      @n == 0 for the batch forms, or @deadline < 0.
  *
@@ -173,7 +173,10 @@ int rbus_channel_fd(const struct rbus_channel *ch);
  * read(2) on the eventfd.  Each call costs a membarrier(2) system call.
  * A waker that dies between taking the registrations and writing the
  * eventfd leaves an armed handle unwoken: an event loop that must survive
- * crashing peers should also wake up now and then (a timeout).  A handle stays
+ * crashing peers should also wake up now and then (a timeout).  In a
+ * process that cannot register for membarrier(2) (seccomp, old kernels),
+ * arming cannot make other processes' wakers see the registration at once:
+ * there, use an epoll timeout of at most 10 ms.  A handle stays
  * armed until it is woken; arming twice is harmless.  Thread-safety: as the
  * data-path calls of the handle.
  */
@@ -182,8 +185,9 @@ int rbus_channel_arm(struct rbus_channel *ch);
 /* Statistics of a region's wait queues (read with relaxed loads: a hint,
  * not a consistent snapshot). */
 struct rbus_wait_stats {
-	uint32_t data_sleepers;   /* consumers registered to be woken now */
-	uint32_t space_sleepers;  /* producers registered to be woken now */
+	uint32_t data_sleepers;   /* registrations of consumers to be woken
+				     (a registration can outlive its sleeper) */
+	uint32_t space_sleepers;  /* the same for producers */
 	uint64_t data_sleeps;     /* times a consumer went to sleep */
 	uint64_t space_sleeps;    /* times a producer went to sleep */
 	uint64_t data_wakes;      /* wake syscalls made for consumers */

@@ -102,6 +102,9 @@ struct rbus_channel {
 	/* A consumer op freed skipped slots without taking a message (it
 	 * returns -EAGAIN, but producers may have room now). */
 	bool freed;
+	/* rbus_channel_arm(): registered while my_q->seq == arm_seq. */
+	bool armed;
+	uint32_t arm_seq;
 	/* 1 + waiting calls in flight; the last to drop it frees the handle,
 	 * so close() is safe while another thread waits (wait.h). */
 	_Atomic unsigned refs;
@@ -151,7 +154,7 @@ static inline void rbus_wake_peer(struct rbus_channel *ch)
 	RBUS_JITTER(RBUS_J_WAKER_PUBLISH);
 	/* F2: our publish (R1, R2, R4 or R5, or the drop of `attached` at
 	 * close) before the load of sleepers below.  Pairs with F1 and M1 in
-	 * rbus_wait_loop().  In a process registered for membarrier this is
+	 * register_and_recheck() and rbus_channel_arm().  In a process registered for membarrier this is
 	 * a compiler barrier only: a long sleeper's membarrier (M1) puts a
 	 * full fence here for us, and a short sleeper bounds its sleep
 	 * instead (wait.c).  Otherwise it is a seq_cst fence, which pairs

@@ -36,11 +36,12 @@
  *     registration only if the publish was in flight at that very moment (a
  *     store-buffer window of ~100 ns); the message is then found when the
  *     probe ends.
- *   - A sleeper whose probe ran out goes to a long sleep: S3' calls
+ *   - A sleeper whose probe ran out goes to long sleeps: S3' calls
  *     membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), which runs a full fence
  *     on every CPU running a registered process.  That fence stands in for
  *     W2 in every waker: publishes before it are visible to S4, sleepers
- *     loads after it see S2.  Then it sleeps until its deadline.
+ *     loads after it see S2.  Then it sleeps until its deadline, in
+ *     periods of at most RBUS_LONG_SLEEP_NS.
  * A process that cannot register (old kernel, seccomp) fences at W2 itself
  * (ch->fence_publish), and its sleepers, which cannot issue M1, keep
  * sleeping in probes: slower, but never a lost wakeup.
@@ -83,10 +84,11 @@ void (*rbus_test_jitter)(enum rbus_jitter_point where);
  * 1 ms probe made the round trip 1.17-1.29x a bare futex ping-pong, 10 ms
  * 1.01-1.05x. */
 #define RBUS_PROBE_NS 10000000
-/* The longest a long sleep lasts before the sleeper registers afresh.  A
- * waker that dies between taking the registrations (W4) and waking (W5)
- * leaves its sleepers registered nowhere and seq unbumped: this bounds how
- * long they stay stranded.  An idle waiter pays one wake per period. */
+/* The longest a long sleep lasts before the sleeper looks again.  A waker
+ * that dies between taking the registrations (W4) and waking (W5) leaves
+ * its sleepers registered nowhere and seq unbumped: a sleeper that finds
+ * nobody registered at the cap registers afresh, so this bounds how long
+ * they stay stranded.  An idle waiter pays one wakeup per period. */
 #define RBUS_LONG_SLEEP_NS 1000000000
 
 /* Registration of this process for membarrier(2): 0 not tried yet, 1 done,
@@ -159,7 +161,8 @@ void rbus_wake_slow(struct rbus_waitq *q, int efd)
 	uint32_t n;
 
 	RBUS_JITTER(RBUS_J_WAKER_SLEEPERS);
-	/* A6 (acquire): pairs with R6 in rbus_wait_loop(); the sleeper's
+	/* A6 (acquire): pairs with R6 in register_and_recheck() and
+	 * rbus_channel_arm(); the sleeper's
 	 * load of seq (S1) happens before our bump below, so its futex_wait
 	 * cannot sleep on a value older than the bump. */
 	n = atomic_exchange_explicit(&q->sleepers, 0, memory_order_acquire);
@@ -317,7 +320,8 @@ static int register_and_recheck(struct rbus_channel *ch, rbus_try_fn op,
 	 * registration (fully so when the waker fences, or after M1). */
 	atomic_thread_fence(memory_order_seq_cst);
 	/* S3', M1: a full fence on every CPU running a registered process,
-	 * standing in for their F2.  Failure leaves us in probes. */
+	 * standing in for their F2.  It cannot fail once the process is
+	 * registered (membarrier_ready()), which long sleeps require. */
 	if (long_sleep)
 		membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
 #ifndef RBUS_TEST_NO_RECHECK
@@ -403,8 +407,13 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 			return hangup_or(ch, op, iov, n, -ETIMEDOUT);
 		}
 		if (r == -ETIMEDOUT) {
-			if (long_sleep)
-				registered = false;  /* afresh, see above */
+			/* A long sleep ran into its cap.  If nobody is
+			 * registered, a waker took ours and never woke us
+			 * (it died): register afresh.  Otherwise ours is
+			 * pending still, or another's wake will bump seq. */
+			if (long_sleep && !atomic_load_explicit(&ch->my_q->sleepers,
+								 memory_order_relaxed))
+				registered = false;
 			long_sleep = can_long;  /* the probe ran out */
 		}
 		r = op(ch, iov, n);
@@ -482,6 +491,7 @@ RBUS_EXPORT int rbus_channel_arm(struct rbus_channel *ch)
 {
 	struct rbus_waitq *q = ch->my_q;
 	uint64_t token;
+	uint32_t cur;
 	int ready;
 
 	if (ch->my_efd < 0)
@@ -490,10 +500,19 @@ RBUS_EXPORT int rbus_channel_arm(struct rbus_channel *ch)
 	 * EAGAIN: there was none. */
 	if (read(ch->my_efd, &token, sizeof(token)) < 0 && errno != EAGAIN)
 		return -errno;
-	/* S2, S3, S3' as in register_and_recheck(): an armed handle waits
-	 * in epoll for as long as it takes, so this is a long sleep and
-	 * needs M1 (or this process's wakers fence). */
-	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_release);
+	/* S1-S3' as in register_and_recheck(), including its rule of one
+	 * registration outstanding per sleeper: an armed handle whose seq
+	 * has not moved is registered still.  An armed handle waits in epoll
+	 * for as long as it takes, so this is a long sleep and needs M1 (or
+	 * this process's wakers fence). */
+	cur = atomic_load_explicit(&q->seq, memory_order_relaxed);
+	if (!ch->armed || cur != ch->arm_seq) {
+		ch->arm_seq = cur;
+		ch->armed = true;
+		/* R6 (release): pairs with A6 in rbus_wake_slow(). */
+		atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_release);
+	}
+	/* F1: pairs with F2 in rbus_wake_peer(). */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (membarrier_ready())
 		membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
