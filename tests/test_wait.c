@@ -846,49 +846,41 @@ START_TEST(eventfd_attach)
 }
 END_TEST
 
+static TCase *add_tcase(Suite *s, const char *name, double timeout)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
+	tcase_set_timeout(tc, timeout);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
 static Suite *wait_suite(void)
 {
 	Suite *s = suite_create("wait");
 	TCase *tc;
 
-	tc = tcase_create("wakeups");
-	tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
-	tcase_set_timeout(tc, 30);
+	/* Loop index 0..3: kind and backend (kind_of(), wake_of()). */
+	tc = add_tcase(s, "wakeups", 30);
 	tcase_add_loop_test(tc, consumer_wakes_for_one_message, 0, 4);
 	tcase_add_loop_test(tc, producer_wakes_for_one_slot, 0, 4);
 	tcase_add_loop_test(tc, futex_word_wrap, 0, 4);
 	tcase_add_loop_test(tc, no_syscalls_while_awake, 0, 4);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("timeouts");
-	tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
-	tcase_set_timeout(tc, 30);
+	tc = add_tcase(s, "timeouts", 30);
 	tcase_add_loop_test(tc, timeouts_never_early, 0, 4);
 	tcase_add_loop_test(tc, deadline_edges, 0, 4);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("shutdown");
-	tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
-	tcase_set_timeout(tc, 30);
+	tc = add_tcase(s, "shutdown", 30);
 	tcase_add_loop_test(tc, shutdown_wakes_every_consumer, 0, 4);
 	tcase_add_loop_test(tc, shutdown_consumer_drains_first, 0, 4);
 	tcase_add_loop_test(tc, shutdown_wakes_every_producer, 0, 4);
 	tcase_add_loop_test(tc, close_while_waiting, 0, 4);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("signals");
-	tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
-	tcase_set_timeout(tc, 30);
+	tc = add_tcase(s, "signals", 30);
 	tcase_add_loop_test(tc, signals, 0, 4);
 	tcase_add_loop_test(tc, signal_storm_keeps_deadline, 0, 4);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("eventfd");
-	tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
-	tcase_set_timeout(tc, 60);
+	tc = add_tcase(s, "eventfd", 60);
 	tcase_add_loop_test(tc, epoll_consumer, 0, 4);
 	tcase_add_test(tc, eventfd_attach);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

@@ -278,9 +278,10 @@ static int mpmc_recv(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 			return k;
 		m = mpmc_gather(ch, first, (unsigned)k, iov, n, true, &corrupt);
 		mpmc_free_slots(ch, first, (unsigned)k);
-		ch->freed = true;
 		if (m)
 			return (int)m;
+		/* Only skipped slots: freed, yet no message (channel.c wakes). */
+		ch->freed = true;
 		if (corrupt)
 			return -EBADMSG;
 		/* Only skipped slots: look again. */

@@ -198,7 +198,9 @@ static int spsc_recv(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 
 	if (walked) {
 		spsc_publish_head(ch, ch->pos + walked);
-		ch->freed = true;
+		/* Only skipped slots: freed, yet -EAGAIN (channel.c wakes). */
+		if (!got)
+			ch->freed = true;
 	}
 	if (got)
 		return (int)got;
