@@ -147,14 +147,7 @@ static int try_once(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 {
 	int k = op(ch, iov, n);
 
-	if (unlikely(k == -EAGAIN) && rbus_peer_hung_up(ch)) {
-		/* rbus_peer_hung_up()'s acquire: this retry sees all the
-		 * peer published before it closed. */
-		k = op(ch, iov, n);
-		if (k == -EAGAIN)
-			k = -EPIPE;
-	}
-	return k;
+	return unlikely(k == -EAGAIN) ? rbus_hangup_or(ch, op, iov, n, k) : k;
 }
 
 /* A waiting call: hold a reference, so that close() from another thread
@@ -170,8 +163,10 @@ static int wait_call(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 	 * locked operations, measured at ~20 ns a call).  close() may only
 	 * cancel a call known to be waiting (wait.h), i.e. past this. */
 	k = op(ch, iov, n);
-	if (likely(k != -EAGAIN) || deadline == RBUS_NOWAIT)
-		return k == -EAGAIN ? try_once(ch, op, iov, n) : k;
+	if (likely(k != -EAGAIN))
+		return k;
+	if (deadline == RBUS_NOWAIT)
+		return rbus_hangup_or(ch, op, iov, n, k);
 	/* Relaxed: see rbus_channel_close(); dropped with acq_rel. */
 	atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
 	k = rbus_wait_loop(ch, op, iov, n, deadline);

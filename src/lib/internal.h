@@ -115,7 +115,13 @@ struct rbus_channel {
 /* A try-once operation of a handle, as the waiting loop retries it. */
 typedef int (*rbus_try_fn)(struct rbus_channel *ch, struct iovec *iov, unsigned n);
 void rbus_wake_slow(struct rbus_waitq *q, int efd);
-bool rbus_peer_hung_up(const struct rbus_channel *ch);
+/* The call could not move (err: -EAGAIN or -ETIMEDOUT): if the peer role
+ * has hung up, retry once (its acquire makes everything the peer published
+ * visible) and turn a second -EAGAIN into -EPIPE; else return err. */
+int rbus_hangup_or(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
+		   unsigned n, int err);
+/* Wait until op moves or the deadline (> 0) passes; the caller's first
+ * try of op has already returned -EAGAIN. */
 int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 		   unsigned n, int64_t deadline);
 int rbus_wait_open(struct rbus_channel *ch);

@@ -200,7 +200,7 @@ static void wake_all(struct rbus_waitq *q)
 	syscall(SYS_futex, &q->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-bool rbus_peer_hung_up(const struct rbus_channel *ch)
+static bool rbus_peer_hung_up(const struct rbus_channel *ch)
 {
 	/* `opened` first.  Acquire: pairs with its release store in the
 	 * peer's open, made after it raised `attached`; so a first open in
@@ -274,8 +274,8 @@ static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline)
 
 /* The call could not move: has the peer role hung up for good?  Then one
  * more try sees everything it published (rbus_peer_hung_up()'s acquire). */
-static int hangup_or(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
-		     unsigned n, int err)
+int rbus_hangup_or(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
+		   unsigned n, int err)
 {
 	int r;
 
@@ -349,12 +349,6 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 	uint32_t s = 0;
 	int r;
 
-	r = op(ch, iov, n);
-	if (r != -EAGAIN)
-		return r;
-	if (deadline <= 0)             /* RBUS_NOWAIT: tried once */
-		return hangup_or(ch, op, iov, n, -EAGAIN);
-
 	/* Spin: the peer is likely awake and about to act. */
 	now = rbus_now();
 	spin_end = now + ch->spin_ns;
@@ -371,7 +365,7 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 			if (atomic_load_explicit(&ch->closing, memory_order_relaxed))
 				return -ECANCELED;
 			if (rbus_peer_hung_up(ch))
-				return hangup_or(ch, op, iov, n, -EAGAIN);
+				return rbus_hangup_or(ch, op, iov, n, -EAGAIN);
 			now = rbus_now();
 		}
 	}
@@ -386,7 +380,7 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 		if (atomic_load_explicit(&ch->closing, memory_order_relaxed))
 			return -ECANCELED;
 		if (rbus_peer_hung_up(ch))
-			return hangup_or(ch, op, iov, n, -EAGAIN);
+			return rbus_hangup_or(ch, op, iov, n, -EAGAIN);
 		now = rbus_now();
 		if (now >= deadline)
 			return -ETIMEDOUT;
@@ -404,7 +398,7 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 			r = op(ch, iov, n);
 			if (r != -EAGAIN)
 				return r;
-			return hangup_or(ch, op, iov, n, -ETIMEDOUT);
+			return rbus_hangup_or(ch, op, iov, n, -ETIMEDOUT);
 		}
 		if (r == -ETIMEDOUT) {
 			/* A long sleep ran into its cap.  If nobody is
