@@ -25,13 +25,20 @@
 RBUS_EXPORT int rbus_channel_open(struct rbus_region *r, enum rbus_role role,
 				  uint32_t flags, struct rbus_channel **out)
 {
+	return rbus_channel_open_token(r, role, flags, RBUS_TOKEN_LOCAL, out);
+}
+
+int rbus_channel_open_token(struct rbus_region *r, enum rbus_role role,
+			    uint32_t flags, uint32_t token,
+			    struct rbus_channel **out)
+{
 	struct rbus_channel *ch;
 	int err;
 
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!r || (flags & ~RBUS_CHANNEL_EINTR) ||
+	if (!r || (flags & ~RBUS_CHANNEL_EINTR) || token == 0 ||
 	    (role != RBUS_PRODUCER && role != RBUS_CONSUMER))
 		return -EINVAL;
 	ch = calloc(1, sizeof(*ch));
@@ -40,6 +47,8 @@ RBUS_EXPORT int rbus_channel_open(struct rbus_region *r, enum rbus_role role,
 	ch->region = r;
 	ch->role = role;
 	ch->flags = flags;
+	ch->token = token;
+	ch->lease = -1;
 	ch->slots = r->slots;
 	ch->capacity = r->hdr.capacity;
 	ch->mask = (uint64_t)r->hdr.capacity - 1;

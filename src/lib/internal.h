@@ -109,7 +109,30 @@ struct rbus_channel {
 	 * so close() is safe while another thread waits (wait.h). */
 	_Atomic unsigned refs;
 	_Atomic bool closing;
+	/* The token the role was taken with (layout.h, rbus_side.owner), and
+	 * for MPMC the lease entry it is recorded in, or -1. */
+	uint32_t token;
+	int lease;
 };
+
+/* channel.c: rbus_channel_open() with the token the broker handed out
+ * (RBUS_TOKEN_LOCAL without a broker). */
+int rbus_channel_open_token(struct rbus_region *r, enum rbus_role role,
+			    uint32_t flags, uint32_t token,
+			    struct rbus_channel **out);
+
+/* ring_spsc.c: give an SPSC role back (close, failed open, recovery). */
+void rbus_spsc_drop_role(struct rbus_side *side);
+/* ring_mpmc.c: clear @token's lease entries and drop the count for each;
+ * returns how many. */
+int rbus_mpmc_recover(struct rbus_side *side, uint32_t token);
+
+/* region.c, for ringbusd: release the role(s) that the handle(s) opened with
+ * @token held, as if closed, and wake both sides' sleepers so that they
+ * see the hang-up.  Call only when every process that could use @token is
+ * dead.  Returns the number of handles released (0: it held none). */
+int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
+			uint32_t token);
 
 /* wait.c */
 /* A try-once operation of a handle, as the waiting loop retries it. */

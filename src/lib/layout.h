@@ -56,6 +56,9 @@
 #define RBUS_SLOT_HDR     8u   /* stamp + len; payload is 8-byte aligned */
 #define RBUS_SLOT_ALIGN   8u
 #define RBUS_PAGE_SIZE    4096u
+#define RBUS_SIDE_LEASES  27u  /* MPMC lease entries per side block */
+#define RBUS_TOKEN_LOCAL  1u   /* owner token of a handle opened without
+				  the broker; the broker's tokens are >= 2 */
 
 /* Kinds in the header.  3 and 4 are reserved for the broadcast ring (one
  * producer, one cursor per consumer in the cursor array) and future kinds;
@@ -122,8 +125,17 @@ struct rbus_side {
 	 * == 0 it means the role hung up, and the peer gets -EPIPE instead of
 	 * waiting for it (see wait.c). */
 	_Atomic uint32_t opened;
-	/* Reserved; zero. */
-	uint8_t reserved[RBUS_SIDE_SIZE - 16];
+	/* SPSC: the token of the handle holding the role, 0 when free.  The
+	 * role is claimed by a CAS 0 -> token, and given back by a store of
+	 * 0 after `attached` dropped; ringbusd releases the role of a dead
+	 * process by its token (rbus_region_recover()).  Handles opened
+	 * without the broker use RBUS_TOKEN_LOCAL (1); the broker's are >= 2.
+	 * MPMC: unused (0). */
+	_Atomic uint32_t owner;
+	/* MPMC: tokens of broker-opened handles attached now, 0 = free entry;
+	 * a handle that finds no free entry is not recorded (and cannot be
+	 * recovered).  SPSC: unused (0). */
+	_Atomic uint32_t leases[RBUS_SIDE_LEASES];
 };
 
 /*

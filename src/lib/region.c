@@ -586,3 +586,35 @@ RBUS_EXPORT int rbus_region_info(const struct rbus_region *r,
 	info->consumers = atomic_load_explicit(&r->cons->attached, memory_order_relaxed);
 	return 0;
 }
+
+int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
+			uint32_t token)
+{
+	struct rbus_side *side = role == RBUS_PRODUCER ? r->prod : r->cons;
+	int n;
+
+	if (token < 2 || (role != RBUS_PRODUCER && role != RBUS_CONSUMER))
+		return -EINVAL;
+	if (r->hdr.kind == RBUS_HDR_KIND_SPSC) {
+		/* Relaxed: the token names a dead process's handle; if it is
+		 * the owner, nobody else can change the owner word until we
+		 * give the role back below. */
+		if (atomic_load_explicit(&side->owner, memory_order_relaxed) != token)
+			return 0;
+		/* The dead holder's stores happened before its exit, which
+		 * happened before the pidfd told us of it (both are system
+		 * calls): our release stores pass them on as its close would
+		 * have. */
+		rbus_spsc_drop_role(side);
+		n = 1;
+	} else {
+		n = rbus_mpmc_recover(side, token);
+	}
+	if (n) {
+		/* Both queues: the peers of the dead role see the hang-up,
+		 * and its fellows (MPMC) lose nothing by a spurious wake. */
+		rbus_wake_slow(&r->wait->data, r->efd[0]);
+		rbus_wake_slow(&r->wait->space, r->efd[1]);
+	}
+	return n;
+}

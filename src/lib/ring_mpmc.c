@@ -344,6 +344,25 @@ static int mpmc_open(struct rbus_channel *ch)
 	atomic_fetch_add_explicit(&ch->my_side->attached, 1, memory_order_relaxed);
 	/* Release, after the count: see spsc_open(). */
 	atomic_store_explicit(&ch->my_side->opened, 1, memory_order_release);
+	if (ch->token == RBUS_TOKEN_LOCAL)
+		return 0;
+	/* A broker handle records its token, so that ringbusd can take the
+	 * count back if this process dies.  The count goes up before the
+	 * record and (in close) down after it: a death between the two
+	 * leaves the count one too high (a hang-up not seen), never too low
+	 * (a hang-up seen while a producer lives).  Relaxed: the entries
+	 * order nothing; ringbusd reads them after this process died. */
+	for (unsigned i = 0; i < RBUS_SIDE_LEASES; i++) {
+		uint32_t none = 0;
+
+		if (atomic_compare_exchange_strong_explicit(&ch->my_side->leases[i],
+							    &none, ch->token,
+							    memory_order_relaxed,
+							    memory_order_relaxed)) {
+			ch->lease = (int)i;
+			break;
+		}
+	}
 	return 0;
 }
 
@@ -353,10 +372,46 @@ static void mpmc_close(struct rbus_channel *ch)
 		mpmc_commit(ch, NULL, 0);
 	else if (ch->pending == PENDING_PEEK)
 		mpmc_release(ch);
+	if (ch->lease >= 0) {
+		uint32_t mine = ch->token;
+
+		/* Relaxed: see mpmc_open().  A CAS, not a store: a hostile
+		 * peer may have rewritten the entry; we clear only ours. */
+		atomic_compare_exchange_strong_explicit(&ch->my_side->leases[ch->lease],
+							&mine, 0,
+							memory_order_relaxed,
+							memory_order_relaxed);
+	}
 	/* Release: our slot stores above happen before a peer that sees
 	 * the count drop to 0; pairs with the acquire in
 	 * rbus_peer_hung_up(), whose retry then sees them. */
 	atomic_fetch_sub_explicit(&ch->my_side->attached, 1, memory_order_release);
+}
+
+int rbus_mpmc_recover(struct rbus_side *side, uint32_t token)
+{
+	int n = 0;
+
+	for (unsigned i = 0; i < RBUS_SIDE_LEASES; i++) {
+		uint32_t t = token;
+
+		/* Relaxed: as in mpmc_open(). */
+		if (!atomic_compare_exchange_strong_explicit(&side->leases[i], &t, 0,
+							     memory_order_relaxed,
+							     memory_order_relaxed))
+			continue;
+		/* Drop the count, never below 0 (a hostile or confused
+		 * peer may have lowered it).  Release: as in mpmc_close(). */
+		uint32_t c = atomic_load_explicit(&side->attached, memory_order_relaxed);
+
+		for (int tries = 0; c > 0 && tries < RBUS_CAS_RETRIES; tries++)
+			if (atomic_compare_exchange_weak_explicit(&side->attached, &c, c - 1,
+								  memory_order_release,
+								  memory_order_relaxed))
+				break;
+		n++;
+	}
+	return n;
 }
 
 const struct rbus_ring_ops rbus_mpmc_ops = {

@@ -20,8 +20,10 @@
  *   R2/A2  consumer's release store of the head   ->  producer's acquire
  *          load of it: the consumer's reads of a slot happen before the
  *          producer's rewrite of it.
- *   R3/A3  close's release store of `attached` 0  ->  open's acquire CAS:
- *          the next holder of the role sees its predecessor's index.
+ *   R3/A3  close's release store of `owner` 0  ->  open's acquire CAS of
+ *          it: the next holder of the role sees its predecessor's index.
+ *          ringbusd's rbus_region_recover() gives a dead holder's role
+ *          back with the same release store.
  *
  * Untrusted memory: the producer checks that the head it reads is within a
  * ring of its tail; the consumer checks every len against max_msg and never
@@ -253,18 +255,23 @@ static int spsc_ready(struct rbus_channel *ch)
 
 static int spsc_open(struct rbus_channel *ch)
 {
-	_Atomic uint32_t *attached = &ch->my_side->attached;
 	uint32_t none = 0;
 	uint64_t head, pos;
 
-	/* A3 (acquire on success): pairs with R3 in spsc_close(); we see the
-	 * index our predecessor in this role left. */
-	if (!atomic_compare_exchange_strong_explicit(attached, &none, 1,
+	/* A3 (acquire on success): pairs with R3 in spsc_close() and
+	 * rbus_region_recover(); we see the index our predecessor in this
+	 * role left.  The owner word is the claim: one CAS, so a process
+	 * that dies anywhere in open either holds the role under its token
+	 * (and ringbusd can give it back) or does not hold it. */
+	if (!atomic_compare_exchange_strong_explicit(&ch->my_side->owner, &none,
+						     ch->token,
 						     memory_order_acquire,
 						     memory_order_relaxed))
 		return -EBUSY;
-
-	/* Release, after claiming `attached`: pairs with the acquire load of
+	/* Relaxed: published to the peer by the release store of `opened`
+	 * below, and to later holders by R3. */
+	atomic_store_explicit(&ch->my_side->attached, 1, memory_order_relaxed);
+	/* Release, after raising `attached`: pairs with the acquire load of
 	 * `opened` in rbus_peer_hung_up(), which then sees attached >= 1
 	 * (or a later close), never the 0 from before this first open. */
 	atomic_store_explicit(&ch->my_side->opened, 1, memory_order_release);
@@ -304,19 +311,26 @@ static int spsc_open(struct rbus_channel *ch)
 	spsc_publish_tail(ch);
 	return 0;
 corrupt:
-	/* R3 (release), as in spsc_close(): give the role back. */
-	atomic_store_explicit(attached, 0, memory_order_release);
+	/* Give the role back, as spsc_close() does. */
+	rbus_spsc_drop_role(ch->my_side);
 	return -EBADMSG;
+}
+
+void rbus_spsc_drop_role(struct rbus_side *side)
+{
+	/* Release: pairs with the acquire of `attached` in
+	 * rbus_peer_hung_up(), so the peer's last try sees our messages. */
+	atomic_store_explicit(&side->attached, 0, memory_order_release);
+	/* R3 (release): pairs with A3 in spsc_open(), so our index stores
+	 * happen before the next holder's loads of them. */
+	atomic_store_explicit(&side->owner, 0, memory_order_release);
 }
 
 static void spsc_close(struct rbus_channel *ch)
 {
 	/* An outstanding reservation was never stamped, an outstanding peek
-	 * never moved the head: nothing to undo.  R3 (release): pairs with
-	 * A3 in spsc_open(), so our index stores happen before the next
-	 * holder's loads of them, and with the acquire of `attached` in
-	 * rbus_peer_hung_up(), so the peer's last try sees our messages. */
-	atomic_store_explicit(&ch->my_side->attached, 0, memory_order_release);
+	 * never moved the head: nothing to undo. */
+	rbus_spsc_drop_role(ch->my_side);
 }
 
 const struct rbus_ring_ops rbus_spsc_ops = {
