@@ -11,5 +11,6 @@
 #include <ringbus/region.h>
 #include <ringbus/channel.h>
 #include <ringbus/wait.h>
+#include <ringbus/broker.h>
 
 #endif /* RINGBUS_H */
