@@ -17,19 +17,31 @@
  *
  * Access.  A channel has an owner uid and gid and a mode like a file's:
  * the read bit (4) of a class lets it consume, the write bit (2) lets it
- * produce; execute bits are refused.  Root may do anything; the owner and
+ * produce; any other bit (execute, setuid, sticky) is refused.  Root may do anything; the owner and
  * root may unlink.  Creating needs no permission, but a non-root caller may
  * only make itself the owner, and only give the channel a group it is in.
  *
- * Roles and death.  The daemon watches every process it gave a role to
- * (a pidfd each).  When one exits without closing its handle, the daemon
- * releases the role in shared memory: an SPSC channel then accepts a new
- * producer or consumer, which resumes where the dead one stopped (a new
- * consumer gets every message the dead one had not released: with
- * rbus_peek()/rbus_release() that is at-least-once delivery, with
- * rbus_recv() a message taken but not yet used is lost with its process).
- * A channel with no user process left is removed, unless created with
- * RBUS_BROKER_PERSISTENT (then only rbus_broker_unlink() removes it).
+ * Roles and death.  rbus_broker_open() hands out a role under a token, a
+ * lease the daemon keeps with the process's pid.  The daemon watches every
+ * process it gave a role to (a pidfd each).  When one exits without closing
+ * its handle, the daemon releases the role in shared memory by its token:
+ * an SPSC channel then accepts a new producer or consumer, which resumes
+ * where the dead one stopped (a new consumer gets every message the dead
+ * one had not released: with rbus_peek()/rbus_release() that is
+ * at-least-once delivery, with rbus_recv() a message taken but not yet used
+ * is lost with its process), and the peers of the dead role see the
+ * hang-up.  MPMC records up to 27 broker handles per role in shared memory;
+ * a handle beyond those cannot be recovered.  A channel with no user
+ * process left is removed, unless created with RBUS_BROKER_PERSISTENT (then
+ * only rbus_broker_unlink() removes it).
+ *
+ * What recovery cannot see.  Roles taken with rbus_channel_open() on a
+ * region from rbus_broker_create() or on fds passed on by hand are not
+ * leased: nobody releases them if their process dies, and an SPSC role so
+ * taken stays busy.  Use rbus_broker_open() for roles.  A connection used
+ * after fork() acts for the process that connected: connect again in the
+ * child.  A dead MPMC handle that had claimed a slot and not yet filled or
+ * freed it leaves that slot held (doc/design.md, "Death of a peer").
  *
  * A connection (struct rbus_broker) is not thread-safe: one thread at a time
  * per connection.  Every call is a blocking request/reply round trip; none
@@ -85,15 +97,18 @@ struct rbus_broker_entry {
 	uint32_t mode;
 	uint64_t region_size;  /* bytes of the memfd */
 	uint64_t created_ns;   /* CLOCK_REALTIME */
-	uint32_t producers;    /* processes holding a producer role */
-	uint32_t consumers;    /* processes holding a consumer role */
+	/* Live processes the daemon gave a producer (consumer) role, and
+	 * which hold it still as far as shared memory tells. */
+	uint32_t producers;
+	uint32_t consumers;
 };
 
-/* One process holding a role (stat). */
+/* One lease: a process given a role (stat). */
 struct rbus_broker_holder {
 	pid_t pid;             /* in the daemon's pid namespace */
 	uint32_t uid;
 	enum rbus_role role;
+	uint32_t token;        /* the lease's token (doc/protocol.md) */
 };
 
 #define RBUS_BROKER_STAT_HOLDERS 64u
@@ -142,13 +157,20 @@ void rbus_broker_create_opts_init(struct rbus_broker_create_opts *o);
 /*
  * rbus_broker_create - have the daemon create channel @name.
  * @o:   options, NULL for the defaults.
- * @out: if not NULL, the new region (one reference, for stat and info;
- *       the caller holds no role).  The caller counts as a user of the
- *       channel until it exits.
+ * @out: if not NULL, the new region (one reference, for rbus_region_info()
+ *       and the like; take roles with rbus_broker_open(), see "What
+ *       recovery cannot see").  The caller counts as a user of the channel
+ *       until it exits.
  * Returns 0, or -EINVAL (bad name or option), -EEXIST (name taken), -EPERM
- * (owner not allowed), -ENOSPC (no memory for the region), -EMFILE /
- * -EDQUOT / -EAGAIN (a per-client limit: channels, fds, request rate), and
- * the connection errors of rbus_broker_connect() and -ECONNRESET.
+ * (owner not allowed), -EFBIG (region larger than the daemon allows),
+ * -ENOSPC (no memory for the region), -EDQUOT (the daemon's or this
+ * process's channel limit), -EAGAIN (request rate limit), and the
+ * connection errors below.
+ *
+ * Connection errors, for every call on a connection: -ECONNRESET (the
+ * daemon hung up), -ETIMEDOUT (no reply in 5 s), -EPROTO (a reply that
+ * breaks the protocol; fds received with it are closed).  After any of them
+ * the connection is broken: every later call fails; close and reconnect.
  */
 int rbus_broker_create(struct rbus_broker *b, const char *name,
 		       const struct rbus_broker_create_opts *o,
@@ -158,9 +180,10 @@ int rbus_broker_create(struct rbus_broker *b, const char *name,
  * rbus_broker_open - take @role on channel @name.
  * @flags: rbus_channel_open() flags (RBUS_CHANNEL_EINTR).
  * Returns 0, or -ENOENT (no such channel), -EACCES (mode refuses this
- * uid/gid the role), -EBUSY (SPSC role held by a live handle), -EINVAL,
- * the errors of rbus_region_attach_fds() (the library refuses an unsealed
- * or corrupt region), the per-client limits and -ECONNRESET.
+ * uid/gid the role), -EBUSY (SPSC role taken: by a live handle, or by a
+ * dead one not yet recovered), -EINVAL, the errors of
+ * rbus_region_attach_fds() (the library refuses an unsealed or corrupt
+ * region), -EDQUOT, -EAGAIN and the connection errors.
  */
 int rbus_broker_open(struct rbus_broker *b, const char *name,
 		     enum rbus_role role, uint32_t flags,
@@ -179,7 +202,8 @@ int rbus_broker_list(struct rbus_broker *b,
 /*
  * rbus_broker_stat - figures of channel @name: the daemon's records and a
  * reading of its shared memory.  Returns 0, -ENOENT, -EACCES (neither
- * role allowed and not owner or root), -EINVAL, -ECONNRESET.
+ * role allowed and not owner or root), -EINVAL, -EAGAIN and the connection
+ * errors.
  */
 int rbus_broker_stat(struct rbus_broker *b, const char *name,
 		     struct rbus_broker_stat *st);
@@ -187,7 +211,8 @@ int rbus_broker_stat(struct rbus_broker *b, const char *name,
 /*
  * rbus_broker_unlink - remove @name from the daemon.  Processes that hold
  * its fds keep them and keep exchanging messages; the name is free at once.
- * Returns 0, -ENOENT, -EPERM (not the owner or root), -EINVAL, -ECONNRESET.
+ * Returns 0, -ENOENT, -EPERM (not the owner or root), -EINVAL, -EAGAIN and
+ * the connection errors.
  */
 int rbus_broker_unlink(struct rbus_broker *b, const char *name);
 

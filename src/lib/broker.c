@@ -93,18 +93,19 @@ static ssize_t roundtrip(struct rbus_broker *b, void *req, size_t len,
 		b->broken = 1;
 		return errno == EPIPE ? -ECONNRESET : -errno;
 	}
-	for (;;) {
+	/* Wait for the reply; signals neither end the wait nor stretch it. */
+	for (int64_t until = rbus_now() + (int64_t)BROKER_TIMEOUT_MS * 1000000;;) {
 		struct pollfd p = { .fd = b->fd, .events = POLLIN };
-		int k = poll(&p, 1, BROKER_TIMEOUT_MS);
+		int64_t left = until - rbus_now();
+		int k = poll(&p, 1, left > 0 ? (int)((left + 999999) / 1000000) : 0);
 
 		if (k > 0)
 			break;
-		if (k == 0) {
+		if (k == 0 || errno != EINTR) {
+			/* A late reply would be taken for the next one's. */
 			b->broken = 1;
-			return -ETIMEDOUT;
+			return k == 0 ? -ETIMEDOUT : -errno;
 		}
-		if (errno != EINTR)
-			return -errno;
 	}
 	m.msg_iov = &iov;
 	m.msg_iovlen = 1;
@@ -326,6 +327,10 @@ RBUS_EXPORT int rbus_broker_create(struct rbus_broker *b, const char *name,
 	}
 	if (!out) {
 		close_fds(fds, nfds);
+		if (nfds != (rep.chan.wakeup == RBUS_WAKE_EVENTFD ? 3u : 1u)) {
+			b->broken = 1;
+			return -EPROTO;
+		}
 		return 0;
 	}
 	return attach_reply(fds, nfds, &rep.chan, out);
@@ -476,6 +481,7 @@ RBUS_EXPORT int rbus_broker_stat(struct rbus_broker *b, const char *name,
 		st->holders[i].pid = u.rep.holders[i].pid;
 		st->holders[i].uid = u.rep.holders[i].uid;
 		st->holders[i].role = (enum rbus_role)u.rep.holders[i].role;
+		st->holders[i].token = u.rep.holders[i].token;
 	}
 	return 0;
 }
