@@ -134,6 +134,10 @@ int rbus_mpmc_recover(struct rbus_side *side, uint32_t token);
 int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
 			uint32_t token);
 
+/* region.c, for ringbusd: the token holding SPSC role @role (the side's
+ * owner word), 0 when the role is free or the region is MPMC. */
+uint32_t rbus_region_role_owner(const struct rbus_region *r, enum rbus_role role);
+
 /* wait.c */
 /* A try-once operation of a handle, as the waiting loop retries it. */
 typedef int (*rbus_try_fn)(struct rbus_channel *ch, struct iovec *iov, unsigned n);

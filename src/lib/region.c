@@ -587,6 +587,17 @@ RBUS_EXPORT int rbus_region_info(const struct rbus_region *r,
 	return 0;
 }
 
+uint32_t rbus_region_role_owner(const struct rbus_region *r, enum rbus_role role)
+{
+	const struct rbus_side *side = role == RBUS_PRODUCER ? r->prod : r->cons;
+
+	if (r->hdr.kind != RBUS_HDR_KIND_SPSC)
+		return 0;
+	/* Relaxed: a hint for ringbusd's -EBUSY; the claim itself is the
+	 * CAS in spsc_open(), which a stale reading cannot defeat. */
+	return atomic_load_explicit(&side->owner, memory_order_relaxed);
+}
+
 int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
 			uint32_t token)
 {
