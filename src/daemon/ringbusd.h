@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ringbusd.h - the broker daemon's modules and the state they share.
+ *
+ *   main.c      options, signals, start and orderly stop
+ *   log.c       one line per event on stderr, levels, a limiter for warnings
+ *   server.c    the socket, connections, datagram checks, replies
+ *   requests.c  what each request does, and who may do it
+ *   registry.c  channels: the RCU hash table by name, an RCU list by id
+ *   procs.c     client processes: pidfds, leases, the reaper thread
+ *
+ * Threads.  The main thread accepts connections and answers requests; the
+ * reaper thread waits on the pidfds of client processes and cleans up
+ * after those that exit.  Both are registered RCU readers.  Lookups in the
+ * registry run under rcu_read_lock() alone; every change of the registry,
+ * of a channel's users and leases, and of the process records is made with
+ * reg_lock() held.  Nobody calls synchronize_rcu() with reg_lock() held
+ * (memory is given back with call_rcu()), so taking reg_lock() inside a
+ * read-side critical section cannot deadlock.
+ */
+#ifndef RINGBUSD_H
+#define RINGBUSD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <urcu.h>
+#include <urcu/rculfhash.h>
+#include <urcu/rculist.h>
+
+#include "internal.h"
+#include "proto.h"
+
+/* --- configuration (main.c) ---------------------------------------------- */
+
+struct rbusd_config {
+	const char *socket;          /* --socket, or NULL for the lookup */
+	uint32_t max_channels;       /* named channels in the daemon */
+	uint32_t max_client_channels; /* channels one process uses */
+	uint32_t max_client_conns;   /* connections of one process */
+	uint32_t max_rate;           /* requests/s per connection, 0: no limit */
+	uint64_t max_region_size;    /* bytes */
+};
+
+extern struct rbusd_config rbusd_cfg;
+
+/* Leases (OPENs) one process may hold at once: a client that opens and
+ * closes handles in a loop must not grow the daemon without bound. */
+#define RBUSD_MAX_CLIENT_LEASES 16384u
+
+/* --- logging (log.c) ------------------------------------------------------ */
+
+enum rbusd_level { LVL_ERROR, LVL_WARN, LVL_INFO, LVL_DEBUG };
+
+extern enum rbusd_level rbusd_log_level;
+
+int rbusd_log_parse_level(const char *s, enum rbusd_level *out);
+void rbusd_log(enum rbusd_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* A warning about what a client sent: at most a burst of these, then a
+ * steady rate; the suppressed ones are counted in the next that passes. */
+void rbusd_log_refused(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#define log_error(...) rbusd_log(LVL_ERROR, __VA_ARGS__)
+#define log_warn(...)  rbusd_log(LVL_WARN, __VA_ARGS__)
+#define log_info(...)  rbusd_log(LVL_INFO, __VA_ARGS__)
+#define log_debug(...) rbusd_log(LVL_DEBUG, __VA_ARGS__)
+
+/* --- the registry (registry.c) ------------------------------------------- */
+
+struct proc;
+
+/*
+ * A channel.  `desc` is fixed at creation but for its producers and
+ * consumers, which chan_describe() fills in.  The registry (while the name
+ * is linked) and every process using the channel (struct use) hold one
+ * reference each; the last one frees the channel and closes the daemon's
+ * region after a grace period.
+ */
+struct chan {
+	struct cds_lfht_node node;   /* registry by name, while linked */
+	struct cds_list_head order;  /* registry by id, while linked */
+	struct rcu_head rcu;
+	struct rbus_proto_chan desc;
+	struct rbus_region *region;
+	/* Under reg_lock: */
+	unsigned refs;
+	bool linked;
+	struct cds_list_head uses;   /* struct use.in_chan */
+	uint32_t nleases;            /* live leases, all users */
+	/* Written under reg_lock, read by lock-free readers (relaxed): */
+	_Atomic uint32_t producers;  /* users holding a producer lease */
+	_Atomic uint32_t consumers;
+	_Atomic uint64_t opens, deaths, recovered;
+};
+
+void reg_lock(void);
+void reg_unlock(void);
+int reg_init(void);
+/* Remove every channel and wait for their memory to be freed. */
+void reg_fini(void);
+/* The linked channel named @name (a valid name field), or NULL.  Call
+ * under rcu_read_lock(). */
+struct chan *reg_lookup(const char *name);
+/* Named channels now (a hint without reg_lock). */
+unsigned long reg_count(void);
+/* A new channel around @region (its reference passes to the channel),
+ * with one reference for the caller; not linked yet. */
+struct chan *chan_new(const char *name, struct rbus_region *region,
+		      const struct rbus_proto_chan *desc);
+/* Link @ch under its name and the next id.  reg_lock, rcu_read_lock.
+ * Returns 0 or -EEXIST. */
+int reg_link(struct chan *ch);
+/* Unlink @ch's name (it stays alive while referenced).  reg_lock,
+ * rcu_read_lock. */
+void reg_unlink(struct chan *ch);
+void chan_ref(struct chan *ch);
+/* Drop a reference; the last frees @ch after a grace period.  reg_lock. */
+void chan_unref(struct chan *ch);
+/* @ch's description with its current producers and consumers. */
+void chan_describe(const struct chan *ch, struct rbus_proto_chan *out);
+/* Up to @max descriptions of channels with id > @after, in id order, into
+ * @out; *@more = 1 if there are more.  Returns the count.  rcu_read_lock. */
+unsigned reg_list(uint64_t after, unsigned max, struct rbus_proto_chan *out,
+		  uint32_t *more);
+
+/* --- client processes (procs.c) ------------------------------------------ */
+
+/* One OPEN: the role a process may hold under a token. */
+struct lease {
+	struct lease *next;
+	uint32_t token;
+	uint32_t role;               /* RBUS_PRODUCER or RBUS_CONSUMER */
+	uint32_t uid;                /* of the connection that asked */
+};
+
+/* A process's use of a channel: it created it, holds leases on it, or
+ * both.  Holds a reference on the channel.  Under reg_lock. */
+struct use {
+	struct use *next;            /* in proc->uses */
+	struct cds_list_head in_chan; /* in chan->uses */
+	struct proc *proc;
+	struct chan *chan;
+	struct lease *leases;
+	uint32_t nprod, ncons;       /* leases of each role */
+	bool creator;
+};
+
+/* A client process, by pid, while it has connections, uses or leases.
+ * Under reg_lock. */
+struct proc {
+	struct proc *hnext;          /* hash chain, while live */
+	pid_t pid;
+	uint32_t gen;                /* tells this record from a later one
+					with the same pid */
+	int pidfd;
+	uid_t uid;                   /* at first contact, for the logs */
+	unsigned nconns;
+	unsigned nuses;
+	unsigned nleases;
+	struct use *uses;
+	bool dead;                   /* reaped: no more uses or leases */
+};
+
+int procs_init(void);
+int procs_start_reaper(void);
+void procs_stop_reaper(void);
+/* Forget every process (at exit, after the reaper stopped). */
+void procs_fini(void);
+/*
+ * The live record of process @pid for a new connection of it (nconns
+ * counted), made at its first contact: its pidfd is then watched.  @uid
+ * is the connection's SO_PEERCRED uid.  Returns 0, -ESRCH (the process is
+ * gone, or its pid now names another process), -ENOMEM, -EMFILE.  reg_lock.
+ */
+int proc_connect(pid_t pid, uid_t uid, struct proc **out);
+/* The supplementary groups of @p, from /proc/PID/status, into a new array
+ * (*@groups, *@n).  Returns 0, -ESRCH (exited), -ENOMEM, -EBADMSG.
+ * reg_lock. */
+int proc_read_groups(struct proc *p, gid_t **groups, unsigned *n);
+/* A connection of @p closed.  reg_lock. */
+void proc_disconnect(struct proc *p);
+/* Has @p exited?  If so, reap it now (the reaper may not have yet) and
+ * return true.  reg_lock, rcu_read_lock. */
+bool proc_check_dead(struct proc *p);
+/* @p's use of @ch; made (a channel reference taken) if @make.  NULL if
+ * none, or no memory.  reg_lock. */
+struct use *proc_use(struct proc *p, struct chan *ch, bool make);
+/* Record a lease on @u.  Returns 0 or -ENOMEM.  reg_lock. */
+int use_add_lease(struct use *u, uint32_t token, uint32_t role, uint32_t uid);
+/* Drop @u if it has no leases and is not a creator's.  reg_lock. */
+void use_drop_if_idle(struct use *u);
+
+/* --- requests (requests.c) and the server (server.c) --------------------- */
+
+/* A connection's peer, as SO_PEERCRED and /proc told at accept. */
+struct peer {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	gid_t *groups;               /* supplementary groups */
+	unsigned ngroups;
+	struct proc *proc;
+};
+
+/* A reply being built: the body after struct rbus_proto_reply, the fds
+ * to pass (borrowed from a region kept alive by the caller's read-side
+ * critical section), and whether to hang up after sending it. */
+struct reply {
+	union {
+		struct rbus_proto_reply r;
+		uint64_t align;
+		unsigned char buf[RBUS_PROTO_MSG_MAX];
+	} u;
+	size_t len;                  /* of the whole reply, on success */
+	int fds[RBUS_PROTO_FDS_MAX];
+	unsigned nfds;
+	bool drop;
+};
+
+/* Handle a request whose header, length and reserved fields are checked.
+ * Returns 0 (rep filled) or a negative errno for the reply's status.
+ * Runs under rcu_read_lock(). */
+int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *rep);
+int req_open(struct peer *pe, const struct rbus_req_open *q, struct reply *rep);
+int req_list(struct peer *pe, const struct rbus_req_list *q, struct reply *rep);
+int req_stat(struct peer *pe, const struct rbus_req_name *q, struct reply *rep);
+int req_unlink(struct peer *pe, const struct rbus_req_name *q, struct reply *rep);
+
+/* Name of a request type for the logs ("CREATE", or "type 77"). */
+const char *req_name(uint16_t type, char buf[16]);
+
+int server_init(const char *path);
+/* Serve until SIGTERM or SIGINT (0), or a fatal error (-errno). */
+int server_run(void);
+/* Close every connection, the socket, and remove the socket and lock files. */
+void server_fini(void);
+
+#endif /* RINGBUSD_H */
