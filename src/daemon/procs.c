@@ -1,0 +1,493 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * procs.c - client processes, their uses of channels and their leases, and
+ * the reaper thread that cleans up after the ones that exit.
+ *
+ * A process is known by the pid SO_PEERCRED gives for its connection.  At
+ * its first contact the daemon opens a pidfd for it, and the reaper waits
+ * on all of them with epoll: a pidfd becomes readable when its process
+ * exits, whether or not it still had a connection.  Then every lease it
+ * held is released in shared memory by its token (rbus_region_recover()),
+ * its uses of channels are dropped, and channels left without users are
+ * removed unless persistent.
+ *
+ * The pid-reuse window.  SO_PEERCRED records the pid at connect(); the
+ * pidfd is opened later, at accept.  If in between the client exited and
+ * the kernel handed its pid to a new process, the pidfd names that new
+ * process: the dead client's leases would then be released when the new
+ * process exits, not when the client did (and its connection, already
+ * closed, would carry no more requests).  Reuse needs the pid counter to
+ * wrap (pid_max values) within that interval, which a client can only
+ * arrange on purpose, and it gains nothing by it: the roles it holds are
+ * its own.  Linux 6.5 closes the window with SO_PEERPIDFD; Debian 12's
+ * kernel (6.1) lacks it.  The window is not widened later: supplementary
+ * groups are read after the pidfd is open and trusted only if the pidfd
+ * shows the process still running afterwards, and a record whose pidfd
+ * has fired is reaped before a new connection or lease can join it.
+ *
+ * Records are found by the reaper through (pid, generation), never by
+ * pointer, since the main thread may free a record (last connection gone,
+ * no uses) while the reaper holds an event for it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ringbusd.h"
+
+#define PROC_BUCKETS 1024u          /* power of two */
+#define REAP_BATCH   16
+
+static struct proc *table[PROC_BUCKETS];   /* live records, reg_lock */
+static uint32_t last_gen;                   /* reg_lock */
+static int reap_epfd = -1;
+static int reap_stopfd = -1;                /* eventfd: stop the reaper */
+static pthread_t reaper;
+static bool reaper_started;
+
+static struct proc **bucket(pid_t pid)
+{
+	return &table[(uint32_t)pid & (PROC_BUCKETS - 1)];
+}
+
+static struct proc *proc_find(pid_t pid)
+{
+	struct proc *p;
+
+	for (p = *bucket(pid); p; p = p->hnext)
+		if (p->pid == pid)
+			return p;
+	return NULL;
+}
+
+static void proc_unhash(struct proc *p)
+{
+	struct proc **pp;
+
+	for (pp = bucket(p->pid); *pp; pp = &(*pp)->hnext) {
+		if (*pp == p) {
+			*pp = p->hnext;
+			return;
+		}
+	}
+}
+
+/* The key of @p's pidfd in the reaper's epoll: never 0 (gen >= 1), which
+ * is the stop eventfd's. */
+static uint64_t proc_key(const struct proc *p)
+{
+	return (uint64_t)p->gen << 32 | (uint32_t)p->pid;
+}
+
+/* Stop watching @p and forget its pid: it is dead, or about to be freed. */
+static void proc_unwatch(struct proc *p)
+{
+	proc_unhash(p);
+	epoll_ctl(reap_epfd, EPOLL_CTL_DEL, p->pidfd, NULL);
+	close(p->pidfd);
+	p->pidfd = -1;
+}
+
+/* Free @p if nothing keeps it: no connection, no use of a channel. */
+static void proc_maybe_free(struct proc *p)
+{
+	if (p->nconns || p->uses)
+		return;
+	if (!p->dead)
+		proc_unwatch(p);
+	free(p);
+}
+
+static const char *role_name(uint32_t role)
+{
+	return role == RBUS_PRODUCER ? "producer" : "consumer";
+}
+
+/* Take @u off its channel and its process and free it, with its leases.
+ * With @prune, a channel left without users is unlinked unless
+ * persistent.  reg_lock, rcu_read_lock. */
+static void use_drop(struct use *u, bool prune)
+{
+	struct chan *ch = u->chan;
+	struct proc *p = u->proc;
+	struct use **pp;
+
+	for (pp = &p->uses; *pp != u; pp = &(*pp)->next)
+		;
+	*pp = u->next;
+	p->nuses--;
+	cds_list_del(&u->in_chan);
+	/* Relaxed: see chan_describe(); reg_lock orders the writers. */
+	if (u->nprod)
+		atomic_fetch_sub_explicit(&ch->producers, 1, memory_order_relaxed);
+	if (u->ncons)
+		atomic_fetch_sub_explicit(&ch->consumers, 1, memory_order_relaxed);
+	while (u->leases) {
+		struct lease *l = u->leases;
+
+		u->leases = l->next;
+		ch->nleases--;
+		p->nleases--;
+		free(l);
+	}
+	if (prune && ch->linked && cds_list_empty(&ch->uses) &&
+	    !(ch->desc.flags & RBUS_BROKER_PERSISTENT)) {
+		log_info("channel %s removed: no user left", ch->desc.name);
+		reg_unlink(ch);
+	}
+	chan_unref(ch);
+	free(u);
+}
+
+/* Release in shared memory every role @u's process held on its channel
+ * under its leases, and count the death.  reg_lock. */
+static void use_recover(struct use *u)
+{
+	struct chan *ch = u->chan;
+	bool released = false;
+
+	for (struct lease *l = u->leases; l; l = l->next) {
+		int n = rbus_region_recover(ch->region, (enum rbus_role)l->role,
+					    l->token);
+
+		if (n <= 0)
+			continue;
+		released = true;
+		/* Relaxed: see chan_describe(). */
+		atomic_fetch_add_explicit(&ch->recovered, (uint64_t)n,
+					  memory_order_relaxed);
+		log_info("pid %d (uid %u) exited holding %s of %s: released",
+			 (int)u->proc->pid, l->uid, role_name(l->role),
+			 ch->desc.name);
+	}
+	if (released)
+		atomic_fetch_add_explicit(&ch->deaths, 1, memory_order_relaxed);
+}
+
+/* @p has exited: give back its roles, drop its uses, stop watching it.
+ * The record itself lives on while connections point to it.  reg_lock,
+ * rcu_read_lock. */
+static void proc_reap(struct proc *p)
+{
+	log_debug("pid %d exited", (int)p->pid);
+	while (p->uses) {
+		use_recover(p->uses);
+		use_drop(p->uses, true);
+	}
+	proc_unwatch(p);
+	p->dead = true;
+	proc_maybe_free(p);
+}
+
+/* Has the process behind @pidfd exited?  (A pidfd polls readable then.) */
+static bool pidfd_exited(int pidfd)
+{
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+
+	return poll(&pfd, 1, 0) > 0;
+}
+
+bool proc_check_dead(struct proc *p)
+{
+	if (p->dead)
+		return true;
+	if (!pidfd_exited(p->pidfd))
+		return false;
+	/* Frees @p unless a connection holds it. */
+	proc_reap(p);
+	return true;
+}
+
+/* A new record for @pid, its pidfd watched by the reaper. */
+static int proc_new(pid_t pid, uid_t uid, struct proc **out)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct proc *p = calloc(1, sizeof(*p));
+	int err;
+
+	if (!p)
+		return -ENOMEM;
+	p->pid = pid;
+	p->uid = uid;
+	if (++last_gen == 0)
+		last_gen = 1;
+	p->gen = last_gen;
+	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (p->pidfd < 0) {
+		err = errno == ESRCH ? -ESRCH : -errno;
+		free(p);
+		return err;
+	}
+	ev.data.u64 = proc_key(p);
+	if (epoll_ctl(reap_epfd, EPOLL_CTL_ADD, p->pidfd, &ev) < 0) {
+		err = -errno;
+		close(p->pidfd);
+		free(p);
+		return err;
+	}
+	p->hnext = *bucket(pid);
+	*bucket(pid) = p;
+	*out = p;
+	return 0;
+}
+
+int proc_connect(pid_t pid, uid_t uid, struct proc **out)
+{
+	struct proc *p = proc_find(pid);
+	int err;
+
+	/* A record whose process exited is reaped first: its pid may now
+	 * name the process connecting. */
+	if (p && proc_check_dead(p))
+		p = NULL;
+	if (!p) {
+		err = proc_new(pid, uid, &p);
+		if (err)
+			return err;
+	}
+	p->nconns++;
+	*out = p;
+	return 0;
+}
+
+/* Parse the numbers of a "Groups:" line into a new array. */
+static int parse_groups(const char *s, gid_t **out, unsigned *n)
+{
+	gid_t *g = NULL;
+	unsigned cap = 0, k = 0;
+
+	for (;;) {
+		char *end;
+		unsigned long v;
+
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (*s < '0' || *s > '9')
+			break;
+		errno = 0;
+		v = strtoul(s, &end, 10);
+		if (errno || v > UINT32_MAX - 1)
+			goto bad;
+		if (k == cap) {
+			gid_t *ng = reallocarray(g, cap ? cap * 2 : 16, sizeof(*g));
+
+			if (!ng) {
+				free(g);
+				return -ENOMEM;
+			}
+			g = ng;
+			cap = cap ? cap * 2 : 16;
+		}
+		g[k++] = (gid_t)v;
+		s = end;
+	}
+	if (*s && *s != '\n')
+		goto bad;
+	*out = g;
+	*n = k;
+	return 0;
+bad:
+	free(g);
+	return -EBADMSG;
+}
+
+int proc_read_groups(struct proc *p, gid_t **groups, unsigned *n)
+{
+	char path[64];
+	char *line = NULL;
+	size_t cap = 0;
+	FILE *f;
+	int err = -ENODATA;
+
+	*groups = NULL;
+	*n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)p->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while (getline(&line, &cap, f) > 0) {
+		if (strncmp(line, "Groups:", 7) == 0) {
+			err = parse_groups(line + 7, groups, n);
+			break;
+		}
+	}
+	free(line);
+	fclose(f);
+	/* Read after the pidfd was opened: if it still shows the process
+	 * running, the file we read was that process's. */
+	if (!err && pidfd_exited(p->pidfd))
+		err = -ESRCH;
+	if (err) {
+		free(*groups);
+		*groups = NULL;
+		*n = 0;
+	}
+	return err;
+}
+
+void proc_disconnect(struct proc *p)
+{
+	p->nconns--;
+	proc_maybe_free(p);
+}
+
+struct use *proc_use(struct proc *p, struct chan *ch, bool make)
+{
+	struct use *u;
+
+	for (u = p->uses; u; u = u->next)
+		if (u->chan == ch)
+			return u;
+	if (!make)
+		return NULL;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	u->proc = p;
+	u->chan = ch;
+	chan_ref(ch);
+	cds_list_add_tail(&u->in_chan, &ch->uses);
+	u->next = p->uses;
+	p->uses = u;
+	p->nuses++;
+	return u;
+}
+
+int use_add_lease(struct use *u, uint32_t token, uint32_t role, uint32_t uid)
+{
+	struct lease *l = calloc(1, sizeof(*l));
+	uint32_t *mine = role == RBUS_PRODUCER ? &u->nprod : &u->ncons;
+	_Atomic uint32_t *procs = role == RBUS_PRODUCER ? &u->chan->producers
+							: &u->chan->consumers;
+
+	if (!l)
+		return -ENOMEM;
+	l->token = token;
+	l->role = role;
+	l->uid = uid;
+	l->next = u->leases;
+	u->leases = l;
+	u->chan->nleases++;
+	u->proc->nleases++;
+	/* Relaxed: see chan_describe(). */
+	if ((*mine)++ == 0)
+		atomic_fetch_add_explicit(procs, 1, memory_order_relaxed);
+	return 0;
+}
+
+void use_drop_if_idle(struct use *u)
+{
+	if (!u->leases && !u->creator)
+		use_drop(u, true);
+}
+
+/* Handle the reaper's event for key @key: reap the record if it is still
+ * the one the pidfd was registered for. */
+static void reap_key(uint64_t key)
+{
+	pid_t pid = (pid_t)(uint32_t)key;
+	uint32_t gen = (uint32_t)(key >> 32);
+	struct proc *p;
+
+	reg_lock();
+	rcu_read_lock();
+	p = proc_find(pid);
+	if (p && p->gen == gen)
+		proc_reap(p);
+	rcu_read_unlock();
+	reg_unlock();
+}
+
+static void *reaper_main(void *arg)
+{
+	struct epoll_event ev[REAP_BATCH];
+
+	rcu_register_thread();
+	for (;;) {
+		int n = epoll_wait(reap_epfd, ev, REAP_BATCH, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("reaper: epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.u64 == 0)
+				goto out;
+			reap_key(ev[i].data.u64);
+		}
+	}
+out:
+	rcu_unregister_thread();
+	return NULL;
+}
+
+int procs_init(void)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
+
+	reap_epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (reap_epfd < 0)
+		return -errno;
+	reap_stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (reap_stopfd < 0 ||
+	    epoll_ctl(reap_epfd, EPOLL_CTL_ADD, reap_stopfd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+int procs_start_reaper(void)
+{
+	int err = pthread_create(&reaper, NULL, reaper_main, NULL);
+
+	if (err)
+		return -err;
+	reaper_started = true;
+	return 0;
+}
+
+void procs_stop_reaper(void)
+{
+	uint64_t one = 1;
+
+	if (!reaper_started)
+		return;
+	if (write(reap_stopfd, &one, sizeof(one)) != sizeof(one))
+		log_error("cannot stop the reaper: %s", strerror(errno));
+	pthread_join(reaper, NULL);
+	reaper_started = false;
+}
+
+void procs_fini(void)
+{
+	reg_lock();
+	rcu_read_lock();
+	for (unsigned i = 0; i < PROC_BUCKETS; i++) {
+		while (table[i]) {
+			struct proc *p = table[i];
+
+			/* The daemon stops, the clients do not: their roles
+			 * stay theirs, and no channel is "left unused". */
+			while (p->uses)
+				use_drop(p->uses, false);
+			proc_unwatch(p);
+			free(p);
+		}
+	}
+	rcu_read_unlock();
+	reg_unlock();
+	if (reap_stopfd >= 0)
+		close(reap_stopfd);
+	if (reap_epfd >= 0)
+		close(reap_epfd);
+}
