@@ -142,6 +142,7 @@ static int remove_stale(void)
 	return 0;
 }
 
+/* Bind and listen; the socket is non-blocking, like every connection. */
 static int open_listener(void)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -209,6 +210,7 @@ int server_init(const char *path)
 
 /* --- connections ---------------------------------------------------------- */
 
+/* Close @c and forget it; its process may go with it (procs.c). */
 static void conn_drop(struct conn *c)
 {
 	epoll_ctl(ep_fd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -318,6 +320,7 @@ static void accept_resume(void)
 	accept_paused_until = 0;
 }
 
+/* Accept what is pending, a batch at a time so requests are not starved. */
 static void do_accept(void)
 {
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
@@ -396,6 +399,8 @@ static bool rate_ok(struct conn *c)
 	return true;
 }
 
+/* HELLO: agree on version 1, once per connection, within the process's
+ * connection limit. */
 static int do_hello(struct conn *c, const struct rbus_req_hello *q,
 		    struct reply *rep)
 {
@@ -475,34 +480,44 @@ static int check_request(struct conn *c, const struct rbus_proto_hdr *h,
 	return dispatch(c, h, h->type, rep);
 }
 
+/* The name field of request @h (@n bytes), if it has one and it is valid
+ * (client bytes go to the log only as a checked name). */
+static const char *request_name(const struct rbus_proto_hdr *h, size_t n)
+{
+	const char *name;
+
+	if (h->type == RBUS_REQ_CREATE && n == sizeof(struct rbus_req_create))
+		name = ((const struct rbus_req_create *)h)->name;
+	else if (h->type == RBUS_REQ_OPEN && n == sizeof(struct rbus_req_open))
+		name = ((const struct rbus_req_open *)h)->name;
+	else if ((h->type == RBUS_REQ_STAT || h->type == RBUS_REQ_UNLINK) &&
+		 n == sizeof(struct rbus_req_name))
+		name = ((const struct rbus_req_name *)h)->name;
+	else
+		return NULL;
+	return rbus_proto_name_ok(name) < 0 ? "(invalid name)" : name;
+}
+
 /* What a refused request asked for, for the log: its type, and the name
- * (and role) it names if the name is valid. */
+ * (and role) it names. */
 static void describe_request(const struct rbus_proto_hdr *h, size_t n,
 			     char *buf, size_t len)
 {
 	char tbuf[16];
-	const char *type = req_name(h->type, tbuf);
-	const struct rbus_req_open *o = (const void *)h;
-	const struct rbus_req_create *cr = (const void *)h;
-	const char *name = NULL;
+	const char *name = request_name(h, n);
+	uint32_t role;
 
-	if (h->type == RBUS_REQ_CREATE && n == sizeof(*cr))
-		name = cr->name;
-	else if ((h->type == RBUS_REQ_OPEN && n == sizeof(*o)) ||
-		 ((h->type == RBUS_REQ_STAT || h->type == RBUS_REQ_UNLINK) &&
-		  n == sizeof(struct rbus_req_name)))
-		name = o->name;   /* at the same offset in both */
-	if (name && rbus_proto_name_ok(name) < 0)
-		name = "(invalid name)";
-	if (h->type == RBUS_REQ_OPEN && name)
+	if (h->type == RBUS_REQ_OPEN && name) {
+		role = ((const struct rbus_req_open *)h)->role;
 		snprintf(buf, len, "OPEN %s of %s",
-			 o->role == RBUS_PRODUCER ? "producer" :
-			 o->role == RBUS_CONSUMER ? "consumer" : "(invalid role)",
+			 role == RBUS_PRODUCER ? "producer" :
+			 role == RBUS_CONSUMER ? "consumer" : "(invalid role)",
 			 name);
-	else if (name)
-		snprintf(buf, len, "%s %s", type, name);
-	else
-		snprintf(buf, len, "%s", type);
+	} else if (name) {
+		snprintf(buf, len, "%s %s", req_name(h->type, tbuf), name);
+	} else {
+		snprintf(buf, len, "%s", req_name(h->type, tbuf));
+	}
 }
 
 static void log_refusal(const struct conn *c, const struct rbus_proto_hdr *h,
@@ -662,6 +677,7 @@ static int conn_recv(struct conn *c)
 			       (m.msg_flags & MSG_TRUNC) || n > RBUS_PROTO_MSG_MAX) < 0 ? -1 : 1;
 }
 
+/* @c is readable or hung up: answer a batch of its requests. */
 static void conn_event(struct conn *c, uint32_t events)
 {
 	for (int i = 0; i < REQUESTS_BATCH; i++) {
