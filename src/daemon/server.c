@@ -400,21 +400,21 @@ static bool rate_ok(struct conn *c)
 }
 
 /* HELLO: agree on version 1, once per connection, within the process's
- * connection limit. */
+ * connection limit; the checks in the order of doc/protocol.md. */
 static int do_hello(struct conn *c, const struct rbus_req_hello *q,
 		    struct reply *rep)
 {
 	struct rbus_rep_hello *body = (struct rbus_rep_hello *)rep->u.buf;
 	bool too_many;
 
-	if (c->hello)
-		return -EALREADY;
 	if (q->min_version > q->max_version)
 		return -EINVAL;
 	if (q->min_version > RBUS_PROTO_VERSION || q->max_version < RBUS_PROTO_VERSION) {
 		rep->drop = true;
 		return -EPROTONOSUPPORT;
 	}
+	if (c->hello)
+		return -EALREADY;
 	reg_lock();
 	too_many = c->pe.proc->nconns > rbusd_cfg.max_client_conns;
 	reg_unlock();
