@@ -66,16 +66,6 @@ static bool is_pow2(uint32_t x)
 	return x && !(x & (x - 1));
 }
 
-/* The size of the region CREATE would make, with 4 KiB pages (huge pages
- * can only round it up further; req_create() checks the real size too). */
-static uint64_t region_size_of(uint32_t capacity, uint32_t max_msg)
-{
-	uint64_t sz = rbus_layout_slots_off(1) +
-		      (uint64_t)capacity * rbus_layout_slot_size(max_msg);
-
-	return (sz + RBUS_PAGE_SIZE - 1) & ~(uint64_t)(RBUS_PAGE_SIZE - 1);
-}
-
 /* CREATE's geometry and options, each as the library will accept them. */
 static int create_args_ok(const struct rbus_req_create *q)
 {
@@ -118,30 +108,31 @@ static int create_quota(const struct proc *p)
 	return 0;
 }
 
+/* The region options of CREATE @q (checked by create_args_ok()). */
+static void create_opts(const struct rbus_req_create *q, struct rbus_region_opts *o)
+{
+	rbus_region_opts_init(o);
+	o->kind = (enum rbus_kind)q->kind;
+	o->capacity = q->capacity;
+	o->max_msg = q->max_msg;
+	o->wakeup = q->wakeup;
+	o->flags = (q->flags & RBUS_BROKER_HUGETLB) ? RBUS_REGION_HUGETLB : 0;
+}
+
 /* Make the region of a CREATE and the unlinked channel around it. */
-static int create_chan(const struct rbus_req_create *q, uint32_t uid,
+static int create_chan(const struct rbus_req_create *q,
+		       const struct rbus_region_opts *o, uint32_t uid,
 		       uint32_t gid, struct chan **out)
 {
-	struct rbus_region_opts o;
 	struct rbus_region_info info;
 	struct rbus_proto_chan desc = { 0 };
 	struct rbus_region *r;
 	int err;
 
-	rbus_region_opts_init(&o);
-	o.kind = (enum rbus_kind)q->kind;
-	o.capacity = q->capacity;
-	o.max_msg = q->max_msg;
-	o.wakeup = q->wakeup;
-	o.flags = (q->flags & RBUS_BROKER_HUGETLB) ? RBUS_REGION_HUGETLB : 0;
-	err = rbus_region_create(&o, &r);
+	err = rbus_region_create(o, &r);
 	if (err)
 		return err;
 	rbus_region_info(r, &info);
-	if (info.size > rbusd_cfg.max_region_size) {
-		rbus_region_close(r);
-		return -EFBIG;
-	}
 	desc.kind = q->kind;
 	desc.capacity = q->capacity;
 	desc.max_msg = q->max_msg;
@@ -196,6 +187,7 @@ static int create_link(struct peer *pe, struct chan *ch, struct reply *rep)
 int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *rep)
 {
 	struct rbus_rep_create *body = (struct rbus_rep_create *)rep->u.buf;
+	struct rbus_region_opts o;
 	uint32_t uid, gid;
 	struct chan *ch;
 	int err;
@@ -207,7 +199,8 @@ int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *r
 		return err;
 	if (reg_lookup(q->name))
 		return -EEXIST;
-	if (region_size_of(q->capacity, q->max_msg) > rbusd_cfg.max_region_size)
+	create_opts(q, &o);
+	if (rbus_region_size_for(&o) > rbusd_cfg.max_region_size)
 		return -EFBIG;
 	reg_lock();
 	err = create_quota(pe->proc);
@@ -217,7 +210,7 @@ int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *r
 	/* The region is made without reg_lock (fallocate of a large one
 	 * takes a while).  Only this thread links names, so the name is
 	 * still free after; the reaper can only have freed room. */
-	err = create_chan(q, uid, gid, &ch);
+	err = create_chan(q, &o, uid, gid, &ch);
 	if (err)
 		return err;
 	reg_lock();

@@ -134,6 +134,9 @@ int rbus_mpmc_recover(struct rbus_side *side, uint32_t token);
 int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
 			uint32_t token);
 
+/* region.c, for ringbusd: the size in bytes rbus_region_create(@o) would
+ * give the region (@o valid), to refuse an oversized one before making it. */
+uint64_t rbus_region_size_for(const struct rbus_region_opts *o);
 /* region.c, for ringbusd: the token holding SPSC role @role (the side's
  * owner word), 0 when the role is free or the region is MPMC. */
 uint32_t rbus_region_role_owner(const struct rbus_region *r, enum rbus_role role);

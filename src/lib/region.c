@@ -587,6 +587,17 @@ RBUS_EXPORT int rbus_region_info(const struct rbus_region *r,
 	return 0;
 }
 
+uint64_t rbus_region_size_for(const struct rbus_region_opts *o)
+{
+	uint64_t page = (o->flags & RBUS_REGION_HUGETLB) ? huge_page_size()
+							: RBUS_PAGE_SIZE;
+
+	/* The arithmetic of rbus_region_create(), which makes one cursor. */
+	return align_up(rbus_layout_slots_off(1) +
+			(uint64_t)o->capacity * rbus_layout_slot_size(o->max_msg),
+			page);
+}
+
 uint32_t rbus_region_role_owner(const struct rbus_region *r, enum rbus_role role)
 {
 	const struct rbus_side *side = role == RBUS_PRODUCER ? r->prod : r->cons;
