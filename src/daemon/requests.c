@@ -169,9 +169,6 @@ static int create_link(struct peer *pe, struct chan *ch, struct reply *rep)
 		rep->drop = true;
 		return -ESRCH;
 	}
-	err = create_quota(pe->proc);
-	if (err)
-		return err;
 	err = reg_link(ch);
 	if (err)
 		return err;
