@@ -29,11 +29,13 @@ struct rbusd_config rbusd_cfg = {
 	.max_client_conns = 64,
 	.max_rate = 10000,
 	.max_region_size = UINT64_C(1) << 30,
+	.lease_settle_ns = 1000000000,
 };
 
 enum {
 	OPT_SOCKET = 256, OPT_LOG_LEVEL, OPT_MAX_CHANNELS, OPT_MAX_CLIENT_CHANNELS,
-	OPT_MAX_CLIENT_CONNS, OPT_MAX_RATE, OPT_MAX_REGION_SIZE, OPT_HELP,
+	OPT_MAX_CLIENT_CONNS, OPT_MAX_RATE, OPT_MAX_REGION_SIZE, OPT_LEASE_SETTLE,
+	OPT_HELP,
 	OPT_VERSION,
 };
 
@@ -45,6 +47,7 @@ static const struct option long_opts[] = {
 	{ "max-client-conns", required_argument, NULL, OPT_MAX_CLIENT_CONNS },
 	{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
 	{ "max-region-size", required_argument, NULL, OPT_MAX_REGION_SIZE },
+	{ "lease-settle-ms", required_argument, NULL, OPT_LEASE_SETTLE },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -67,6 +70,8 @@ static void usage(FILE *f)
 		"  --max-rate N                requests a second per connection, in\n"
 		"                              bursts of N (default 10000, 0: no limit)\n"
 		"  --max-region-size BYTES     largest region of a channel (default 1 GiB)\n"
+		"  --lease-settle-ms MS         forget a lease no handle holds this long\n"
+		"                              after its OPEN (default 1000)\n"
 		"  --help                      show this help and exit\n"
 		"  --version                   show the version and exit\n"
 		"\n"
@@ -131,6 +136,10 @@ static void parse_args(int argc, char **argv)
 		case OPT_MAX_REGION_SIZE:
 			rbusd_cfg.max_region_size =
 				parse_num("max-region-size", optarg, 1, UINT64_MAX);
+			break;
+		case OPT_LEASE_SETTLE:
+			rbusd_cfg.lease_settle_ns = (int64_t)parse_num("lease-settle-ms",
+					optarg, 0, 3600000) * 1000000;
 			break;
 		case OPT_HELP:
 			usage(stdout);

@@ -126,11 +126,6 @@ static void use_drop(struct use *u, bool prune)
 	*pp = u->next;
 	p->nuses--;
 	cds_list_del(&u->in_chan);
-	/* Relaxed: see chan_describe(); reg_lock orders the writers. */
-	if (u->nprod)
-		atomic_fetch_sub_explicit(&ch->producers, 1, memory_order_relaxed);
-	if (u->ncons)
-		atomic_fetch_sub_explicit(&ch->consumers, 1, memory_order_relaxed);
 	while (u->leases) {
 		struct lease *l = u->leases;
 
@@ -162,7 +157,7 @@ static void use_recover(struct use *u)
 		if (n <= 0)
 			continue;
 		released = true;
-		/* Relaxed: see chan_describe(). */
+		/* Relaxed: a figure; written under reg_lock, read without. */
 		atomic_fetch_add_explicit(&ch->recovered, (uint64_t)n,
 					  memory_order_relaxed);
 		log_info("pid %d (uid %u) exited holding %s of %s: released",
@@ -365,23 +360,55 @@ struct use *proc_use(struct proc *p, struct chan *ch, bool make)
 int use_add_lease(struct use *u, uint32_t token, uint32_t role, uint32_t uid)
 {
 	struct lease *l = calloc(1, sizeof(*l));
-	uint32_t *mine = role == RBUS_PRODUCER ? &u->nprod : &u->ncons;
-	_Atomic uint32_t *procs = role == RBUS_PRODUCER ? &u->chan->producers
-							: &u->chan->consumers;
 
 	if (!l)
 		return -ENOMEM;
 	l->token = token;
 	l->role = role;
 	l->uid = uid;
+	l->issued = rbus_now();
 	l->next = u->leases;
 	u->leases = l;
 	u->chan->nleases++;
 	u->proc->nleases++;
-	/* Relaxed: see chan_describe(). */
-	if ((*mine)++ == 0)
-		atomic_fetch_add_explicit(procs, 1, memory_order_relaxed);
+	if (role == RBUS_PRODUCER)
+		u->nprod++;
+	else
+		u->ncons++;
 	return 0;
+}
+
+void use_prune_leases(struct use *u, int64_t now)
+{
+	struct lease **lp = &u->leases;
+
+	while (*lp) {
+		struct lease *l = *lp;
+
+		if (now - l->issued < rbusd_cfg.lease_settle_ns ||
+		    rbus_region_token_live(u->chan->region, (enum rbus_role)l->role,
+					   l->token)) {
+			lp = &l->next;
+			continue;
+		}
+		*lp = l->next;
+		if (l->role == RBUS_PRODUCER)
+			u->nprod--;
+		else
+			u->ncons--;
+		u->chan->nleases--;
+		u->proc->nleases--;
+		free(l);
+	}
+}
+
+bool use_holds(const struct use *u, uint32_t role)
+{
+	for (const struct lease *l = u->leases; l; l = l->next)
+		if (l->role == role &&
+		    rbus_region_token_live(u->chan->region, (enum rbus_role)role, l->token))
+			return true;
+	return false;
 }
 
 void use_drop_if_idle(struct use *u)

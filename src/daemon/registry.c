@@ -171,10 +171,15 @@ void chan_unref(struct chan *ch)
 
 void chan_describe(const struct chan *ch, struct rbus_proto_chan *out)
 {
+	const struct use *u;
+
 	*out = ch->desc;
-	/* Relaxed: figures for display, each written under reg_lock. */
-	out->producers = atomic_load_explicit(&ch->producers, memory_order_relaxed);
-	out->consumers = atomic_load_explicit(&ch->consumers, memory_order_relaxed);
+	out->producers = 0;
+	out->consumers = 0;
+	cds_list_for_each_entry(u, &ch->uses, in_chan) {
+		out->producers += use_holds(u, RBUS_PRODUCER);
+		out->consumers += use_holds(u, RBUS_CONSUMER);
+	}
 }
 
 unsigned reg_list(uint64_t after, unsigned max, struct rbus_proto_chan *out,

@@ -250,6 +250,8 @@ static int open_lease(struct peer *pe, struct chan *ch, uint32_t role,
 	if (!ch->linked)
 		return -ENOENT;
 	u = proc_use(p, ch, false);
+	if (u)
+		use_prune_leases(u, rbus_now());
 	if ((!u && p->nuses >= rbusd_cfg.max_client_channels) ||
 	    p->nleases >= RBUSD_MAX_CLIENT_LEASES)
 		return -EDQUOT;
@@ -263,7 +265,7 @@ static int open_lease(struct peer *pe, struct chan *ch, uint32_t role,
 		use_drop_if_idle(u);
 		return err;
 	}
-	/* Relaxed: see chan_describe(). */
+	/* Relaxed: a figure; written under reg_lock, read without it. */
 	atomic_fetch_add_explicit(&ch->opens, 1, memory_order_relaxed);
 	return 0;
 }
@@ -305,7 +307,9 @@ int req_list(struct peer *pe, const struct rbus_req_list *q, struct reply *rep)
 
 	if (q->max < 1 || q->max > RBUS_PROTO_LIST_MAX)
 		return -EINVAL;
+	reg_lock();
 	body->count = reg_list(q->after, q->max, body->chan, &body->more);
+	reg_unlock();
 	rep->len = sizeof(*body) + body->count * sizeof(body->chan[0]);
 	return 0;
 }
@@ -356,12 +360,15 @@ static void stat_region(const struct chan *ch, struct rbus_rep_stat *s)
 }
 
 /* The daemon's records of STAT: counters and holders.  reg_lock. */
-static void stat_records(const struct chan *ch, struct rbus_rep_stat *s)
+static void stat_records(struct chan *ch, struct rbus_rep_stat *s)
 {
-	const struct use *u;
+	struct use *u;
+	int64_t now = rbus_now();
 	uint32_t n = 0;
 
-	/* Relaxed: see chan_describe(). */
+	cds_list_for_each_entry(u, &ch->uses, in_chan)
+		use_prune_leases(u, now);
+	/* Relaxed: written under reg_lock, which we hold, by other threads. */
 	s->opens = atomic_load_explicit(&ch->opens, memory_order_relaxed);
 	s->deaths = atomic_load_explicit(&ch->deaths, memory_order_relaxed);
 	s->recovered = atomic_load_explicit(&ch->recovered, memory_order_relaxed);

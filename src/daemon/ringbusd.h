@@ -41,6 +41,7 @@ struct rbusd_config {
 	uint32_t max_client_conns;   /* connections of one process */
 	uint32_t max_rate;           /* requests/s per connection, 0: no limit */
 	uint64_t max_region_size;    /* bytes */
+	int64_t lease_settle_ns;     /* see use_prune_leases() */
 };
 
 extern struct rbusd_config rbusd_cfg;
@@ -88,10 +89,8 @@ struct chan {
 	unsigned refs;
 	bool linked;
 	struct cds_list_head uses;   /* struct use.in_chan */
-	uint32_t nleases;            /* live leases, all users */
+	uint32_t nleases;            /* leases of all users */
 	/* Written under reg_lock, read by lock-free readers (relaxed): */
-	_Atomic uint32_t producers;  /* users holding a producer lease */
-	_Atomic uint32_t consumers;
 	_Atomic uint64_t opens, deaths, recovered;
 };
 
@@ -118,10 +117,12 @@ void reg_unlink(struct chan *ch);
 void chan_ref(struct chan *ch);
 /* Drop a reference; the last frees @ch after a grace period.  reg_lock. */
 void chan_unref(struct chan *ch);
-/* @ch's description with its current producers and consumers. */
+/* @ch's description, with producers and consumers: the processes with a
+ * lease that shared memory says is held now.  reg_lock. */
 void chan_describe(const struct chan *ch, struct rbus_proto_chan *out);
 /* Up to @max descriptions of channels with id > @after, in id order, into
- * @out; *@more = 1 if there are more.  Returns the count.  rcu_read_lock. */
+ * @out; *@more = 1 if there are more.  Returns the count.  reg_lock,
+ * rcu_read_lock. */
 unsigned reg_list(uint64_t after, unsigned max, struct rbus_proto_chan *out,
 		  uint32_t *more);
 
@@ -133,7 +134,10 @@ struct lease {
 	uint32_t token;
 	uint32_t role;               /* RBUS_PRODUCER or RBUS_CONSUMER */
 	uint32_t uid;                /* of the connection that asked */
+	int64_t issued;              /* CLOCK_MONOTONIC ns of the OPEN */
 };
+
+
 
 /* A process's use of a channel: it created it, holds leases on it, or
  * both.  Holds a reference on the channel.  Under reg_lock. */
@@ -191,6 +195,17 @@ struct use *proc_use(struct proc *p, struct chan *ch, bool make);
 int use_add_lease(struct use *u, uint32_t token, uint32_t role, uint32_t uid);
 /* Drop @u if it has no leases and is not a creator's.  reg_lock. */
 void use_drop_if_idle(struct use *u);
+/* Forget @u's leases that no handle holds, issued before @now -
+ * rbusd_cfg.lease_settle_ns: handles closed by processes that live on.
+ * The client claims its role within rbus_broker_open(), microseconds after
+ * the reply, so a lease older than that which no handle holds is one whose
+ * handle closed (or never opened).  A client stopped between the reply
+ * and its claim for longer loses the lease: its death then releases
+ * nothing.
+ * Never drops @u itself.  reg_lock. */
+void use_prune_leases(struct use *u, int64_t now);
+/* Does @u hold a lease of @role that shared memory says is held? */
+bool use_holds(const struct use *u, uint32_t role);
 
 /* --- requests (requests.c) and the server (server.c) --------------------- */
 

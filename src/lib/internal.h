@@ -137,6 +137,12 @@ int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
 /* region.c, for ringbusd: the size in bytes rbus_region_create(@o) would
  * give the region (@o valid), to refuse an oversized one before making it. */
 uint64_t rbus_region_size_for(const struct rbus_region_opts *o);
+/* region.c, for ringbusd: does a handle opened with @token hold @role now,
+ * as far as shared memory tells (SPSC: it owns the role; MPMC: a lease
+ * entry holds the token)?  A hint: the handle may close the next moment. */
+bool rbus_region_token_live(const struct rbus_region *r, enum rbus_role role,
+			    uint32_t token);
+
 /* region.c, for ringbusd: the token holding SPSC role @role (the side's
  * owner word), 0 when the role is free or the region is MPMC. */
 uint32_t rbus_region_role_owner(const struct rbus_region *r, enum rbus_role role);

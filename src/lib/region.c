@@ -640,3 +640,18 @@ int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
 	}
 	return n;
 }
+
+bool rbus_region_token_live(const struct rbus_region *r, enum rbus_role role,
+			    uint32_t token)
+{
+	const struct rbus_side *side = role == RBUS_PRODUCER ? r->prod : r->cons;
+
+	/* Relaxed: figures and housekeeping for ringbusd, which acts on
+	 * nothing it reads through them. */
+	if (r->hdr.kind == RBUS_HDR_KIND_SPSC)
+		return atomic_load_explicit(&side->owner, memory_order_relaxed) == token;
+	for (unsigned i = 0; i < RBUS_SIDE_LEASES; i++)
+		if (atomic_load_explicit(&side->leases[i], memory_order_relaxed) == token)
+			return true;
+	return false;
+}
