@@ -1,0 +1,1387 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_broker.c - ringbusd and the client API (ringbus/broker.h), against a
+ * real daemon that each test starts on a socket of its own.
+ *
+ * Synchronisation.  The daemon's stderr comes back through a pipe that a
+ * thread of the test drains into a buffer; a test that must know the daemon
+ * has done something it does not answer for (noticed a death, removed a
+ * channel, is listening) waits for its log line.  Peers report over pipes.
+ * Process deaths are seen through the rings themselves: a producer blocked
+ * on a full ring gets -EPIPE exactly when the daemon has released the dead
+ * consumer's role.  Nothing sleeps to let another process get somewhere.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "proto.h"
+
+#ifndef RBUS_BUILDDIR
+#error "RBUS_BUILDDIR must name the build directory"
+#endif
+#define DAEMON_PATH RBUS_BUILDDIR "/src/daemon/ringbusd"
+#define PEER_PATH   RBUS_BUILDDIR "/tests/broker-peer"
+#define NOBODY      65534
+
+/* ---- a private daemon ----------------------------------------------------- */
+
+struct daemon {
+	pid_t pid;
+	char dir[64];
+	char sock[96];
+	int log_fd;                 /* read end of its stderr */
+	pthread_t drainer;
+	pthread_mutex_t lock;
+	pthread_cond_t grew;
+	char *log;                  /* everything it wrote, NUL-terminated */
+	size_t len, cap;
+	int eof;
+};
+
+static struct daemon D;
+
+static void *drain(void *arg)
+{
+	struct daemon *d = arg;
+	char buf[4096];
+
+	for (;;) {
+		ssize_t n = read(d->log_fd, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		pthread_mutex_lock(&d->lock);
+		if (n <= 0) {
+			d->eof = 1;
+		} else {
+			if (d->len + (size_t)n + 1 > d->cap) {
+				d->cap = (d->len + (size_t)n + 1) * 2;
+				d->log = realloc(d->log, d->cap);
+			}
+			memcpy(d->log + d->len, buf, (size_t)n);
+			d->len += (size_t)n;
+			d->log[d->len] = 0;
+		}
+		pthread_cond_broadcast(&d->grew);
+		pthread_mutex_unlock(&d->lock);
+		if (n <= 0)
+			return NULL;
+	}
+}
+
+/* Wait until the daemon's log holds @what @count times after offset @from,
+ * or fail after 20 s (a hang is a failure, not a wait). */
+static void wait_log_n(const char *what, size_t from, int count)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 20;
+	pthread_mutex_lock(&D.lock);
+	for (;;) {
+		int seen = 0;
+
+		for (const char *p = D.log ? D.log + from : NULL; p && (p = strstr(p, what));
+		     p += strlen(what))
+			seen++;
+		if (seen >= count)
+			break;
+		ck_assert_msg(!D.eof, "daemon log ended without \"%s\":\n%s", what,
+			      D.log ? D.log : "");
+		ck_assert_msg(pthread_cond_timedwait(&D.grew, &D.lock, &until) == 0,
+			      "no \"%s\" in the daemon log after 20 s:\n%s", what,
+			      D.log ? D.log : "");
+	}
+	pthread_mutex_unlock(&D.lock);
+}
+
+static void wait_log(const char *what) { wait_log_n(what, 0, 1); }
+
+static size_t log_len(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&D.lock);
+	n = D.len;
+	pthread_mutex_unlock(&D.lock);
+	return n;
+}
+
+/* Start ringbusd on D.sock with @extra options; returns once it listens. */
+static void daemon_start_args(const char *const *extra)
+{
+	const char *argv[24] = { DAEMON_PATH, "--socket", D.sock, "--log-level", "debug" };
+	int p[2], i = 5;
+	size_t from = log_len();
+
+	for (; extra && *extra; extra++)
+		argv[i++] = *extra;
+	argv[i] = NULL;
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	D.pid = fork();
+	ck_assert_int_ge(D.pid, 0);
+	if (D.pid == 0) {
+		dup2(p[1], STDERR_FILENO);
+		execv(DAEMON_PATH, (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	if (D.drainer) {
+		pthread_join(D.drainer, NULL);
+		close(D.log_fd);
+	}
+	D.eof = 0;
+	D.log_fd = p[0];
+	ck_assert_int_eq(pthread_create(&D.drainer, NULL, drain, &D), 0);
+	wait_log_n("listening on", from, 1);
+}
+
+static void daemon_start(void) { daemon_start_args(NULL); }
+
+/* Stop the daemon with @sig and return its wait status. */
+static int daemon_stop(int sig)
+{
+	int status;
+
+	if (D.pid <= 0)
+		return 0;
+	kill(D.pid, sig);
+	ck_assert_int_eq(waitpid(D.pid, &status, 0), D.pid);
+	D.pid = 0;
+	pthread_join(D.drainer, NULL);
+	D.drainer = 0;
+	close(D.log_fd);
+	return status;
+}
+
+static void setup(void)
+{
+	memset(&D, 0, sizeof(D));
+	pthread_mutex_init(&D.lock, NULL);
+	pthread_cond_init(&D.grew, NULL);
+	strcpy(D.dir, "/tmp/rbus-broker-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(D.dir));
+	/* Other uids (nobody) must reach the socket. */
+	ck_assert_int_eq(chmod(D.dir, 0755), 0);
+	snprintf(D.sock, sizeof(D.sock), "%s/d.sock", D.dir);
+	daemon_start();
+}
+
+static void teardown(void)
+{
+	int status = daemon_stop(SIGTERM);
+
+	/* A clean shutdown: exit 0, and (under ASan) no leak report. */
+	if (status) {
+		fprintf(stderr, "daemon log:\n%s", D.log ? D.log : "");
+		ck_abort_msg("ringbusd exited with status 0x%x on SIGTERM", status);
+	}
+	ck_assert_msg(access(D.sock, F_OK) != 0, "the socket outlived the daemon");
+	rmdir(D.dir);
+	free(D.log);
+}
+
+static struct rbus_broker *conn(void)
+{
+	struct rbus_broker *b = NULL;
+
+	ck_assert_rbus(rbus_broker_connect(D.sock, &b), 0);
+	return b;
+}
+
+static void create(struct rbus_broker *b, const char *name, enum rbus_kind kind,
+		   uint32_t capacity, uint32_t mode, uint32_t flags)
+{
+	struct rbus_broker_create_opts o;
+
+	rbus_broker_create_opts_init(&o);
+	o.kind = kind;
+	o.capacity = capacity;
+	o.mode = mode;
+	o.flags = flags;
+	ck_assert_rbus(rbus_broker_create(b, name, &o, NULL), 0);
+}
+
+static int count_cb(const struct rbus_broker_entry *e, void *arg)
+{
+	(void)e;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int has_cb(const struct rbus_broker_entry *e, void *arg)
+{
+	return strcmp(e->name, arg) == 0;
+}
+
+static int listed(struct rbus_broker *b, const char *name)
+{
+	int r = rbus_broker_list(b, has_cb, (void *)name);
+
+	ck_assert_int_ge(r, 0);
+	return r;
+}
+
+/* Spawn broker-peer with @args; its stdout comes back on *out. */
+static pid_t peer(int *out, const char *name, const char *mode, const char *count)
+{
+	const char *argv[] = { PEER_PATH, D.sock, name, mode, count, NULL };
+	int p[2];
+	pid_t pid;
+
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], STDOUT_FILENO);
+		execv(PEER_PATH, (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	*out = p[0];
+	return pid;
+}
+
+static void read_exact(int fd, void *buf, size_t n)
+{
+	char *c = buf;
+
+	while (n) {
+		ssize_t k = read(fd, c, n);
+
+		ck_assert_msg(k > 0, "peer pipe: %s", k ? strerror(errno) : "EOF");
+		c += k;
+		n -= (size_t)k;
+	}
+}
+
+static void wait_ready(int fd)
+{
+	char c;
+
+	read_exact(fd, &c, 1);
+	ck_assert_int_eq(c, 'R');
+}
+
+/* ---- basics --------------------------------------------------------------- */
+
+START_TEST(create_list_stat_unlink)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_broker_stat st;
+	struct rbus_region *r = NULL;
+	struct rbus_broker_create_opts o;
+	struct rbus_region_info info;
+	int n = 0;
+
+	rbus_broker_create_opts_init(&o);
+	o.capacity = 64;
+	o.max_msg = 100;
+	ck_assert_rbus(rbus_broker_create(b, "alpha", &o, &r), 0);
+	ck_assert_rbus(rbus_region_info(r, &info), 0);
+	ck_assert_uint_eq(info.capacity, 64);
+	ck_assert_uint_eq(info.max_msg, 100);
+	rbus_region_close(r);
+	ck_assert_rbus(rbus_broker_create(b, "alpha", &o, NULL), -EEXIST);
+	create(b, "beta.2_x-y", RBUS_KIND_MPMC, 8, 0640, 0);
+
+	ck_assert_rbus(rbus_broker_list(b, count_cb, &n), 0);
+	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(listed(b, "alpha"), 1);
+
+	ck_assert_rbus(rbus_broker_stat(b, "beta.2_x-y", &st), 0);
+	ck_assert_str_eq(st.chan.name, "beta.2_x-y");
+	ck_assert_int_eq(st.chan.kind, RBUS_KIND_MPMC);
+	ck_assert_uint_eq(st.chan.capacity, 8);
+	ck_assert_uint_eq(st.chan.mode, 0640);
+	ck_assert_uint_eq(st.chan.owner_uid, getuid());
+	ck_assert_uint_eq(st.nholders, 0);
+	ck_assert_uint_eq(st.head, st.tail);
+	ck_assert_uint_gt(st.chan.region_size, 0);
+
+	ck_assert_rbus(rbus_broker_unlink(b, "alpha"), 0);
+	ck_assert_rbus(rbus_broker_unlink(b, "alpha"), -ENOENT);
+	ck_assert_int_eq(listed(b, "alpha"), 0);
+	ck_assert_rbus(rbus_broker_stat(b, "alpha", &st), -ENOENT);
+	/* The name is free again at once. */
+	create(b, "alpha", RBUS_KIND_SPSC, 16, 0600, 0);
+	rbus_broker_close(b);
+}
+END_TEST
+
+START_TEST(bad_names_and_options)
+{
+	static const char *const bad[] = {
+		"", ".hidden", "-dash", "a/b", "sp ace", "tab\t", "\xc3\xa9",
+		"0123456789012345678901234567890123456789012345678901234567890123",
+	};
+	struct rbus_broker *b = conn();
+	struct rbus_broker_create_opts o;
+	struct rbus_channel *ch = NULL;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_rbus(rbus_broker_create(b, bad[i], NULL, NULL), -EINVAL);
+		ck_assert_rbus(rbus_broker_open(b, bad[i], RBUS_CONSUMER, 0, &ch), -EINVAL);
+	}
+	/* 63 bytes is the longest name. */
+	create(b, "012345678901234567890123456789012345678901234567890123456789012",
+	       RBUS_KIND_SPSC, 2, 0600, 0);
+
+	rbus_broker_create_opts_init(&o);
+	o.capacity = 3;
+	ck_assert_rbus(rbus_broker_create(b, "x", &o, NULL), -EINVAL);
+	rbus_broker_create_opts_init(&o);
+	o.mode = 0700;  /* execute bits mean nothing here: refused */
+	ck_assert_rbus(rbus_broker_create(b, "x", &o, NULL), -EINVAL);
+	rbus_broker_create_opts_init(&o);
+	o.kind = 7;
+	ck_assert_rbus(rbus_broker_create(b, "x", &o, NULL), -EINVAL);
+	rbus_broker_create_opts_init(&o);
+	o.wakeup = 9;
+	ck_assert_rbus(rbus_broker_create(b, "x", &o, NULL), -EINVAL);
+	rbus_broker_create_opts_init(&o);
+	o.flags = 1u << 9;
+	ck_assert_rbus(rbus_broker_create(b, "x", &o, NULL), -EINVAL);
+	ck_assert_rbus(rbus_broker_open(b, "nope", RBUS_CONSUMER, 0, &ch), -ENOENT);
+	ck_assert_rbus(rbus_broker_open(b, "x", 3, 0, &ch), -EINVAL);
+	ck_assert_ptr_null(ch);
+	/* None of it left a channel behind. */
+	ck_assert_int_eq(listed(b, "x"), 0);
+	rbus_broker_close(b);
+}
+END_TEST
+
+START_TEST(both_roles_both_backends)
+{
+	struct rbus_broker *b = conn();
+
+	for (int i = 0; i < 4; i++) {
+		struct rbus_broker_create_opts o;
+		struct rbus_channel *p = NULL, *c = NULL, *p2 = NULL;
+		struct rbus_broker_stat st;
+		char name[16], buf[64];
+
+		snprintf(name, sizeof(name), "ch%d", i);
+		rbus_broker_create_opts_init(&o);
+		o.kind = (i & 1) ? RBUS_KIND_MPMC : RBUS_KIND_SPSC;
+		o.wakeup = (i & 2) ? RBUS_WAKE_EVENTFD : RBUS_WAKE_FUTEX;
+		o.capacity = 16;
+		ck_assert_rbus(rbus_broker_create(b, name, &o, NULL), 0);
+		ck_assert_rbus(rbus_broker_open(b, name, RBUS_PRODUCER, 0, &p), 0);
+		ck_assert_rbus(rbus_broker_open(b, name, RBUS_CONSUMER, 0, &c), 0);
+		/* SPSC: the role is taken; the daemon says so at once. */
+		ck_assert_rbus(rbus_broker_open(b, name, RBUS_PRODUCER, 0, &p2),
+			       (i & 1) ? 0 : -EBUSY);
+		ck_assert_rbus(rbus_send(p, "hello", 5), 0);
+		ck_assert_rbus(rbus_recv_wait(c, buf, sizeof(buf), rbus_deadline_in(5000000000)), 5);
+		ck_assert_int_eq(memcmp(buf, "hello", 5), 0);
+
+		ck_assert_rbus(rbus_broker_stat(b, name, &st), 0);
+		ck_assert_uint_eq(st.chan.wakeup, o.wakeup);
+		ck_assert_uint_eq(st.tail - st.head, 0);
+		ck_assert_uint_eq(st.prod_attached, (i & 1) ? 2 : 1);
+		ck_assert_uint_eq(st.cons_attached, 1);
+		ck_assert_uint_eq(st.opens, (i & 1) ? 3 : 2);
+		ck_assert_uint_eq(st.chan.producers, 1);  /* processes, not handles */
+		ck_assert_uint_eq(st.chan.consumers, 1);
+		ck_assert_uint_eq(st.holders_total, (i & 1) ? 3 : 2);
+		for (uint32_t h = 0; h < st.nholders; h++)
+			ck_assert_int_eq(st.holders[h].pid, getpid());
+		rbus_channel_close(p2);
+		rbus_channel_close(p);
+		rbus_channel_close(c);
+	}
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* The channel handle outlives the connection, and the region is sealed. */
+START_TEST(handle_outlives_connection)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_channel *p = NULL, *c = NULL;
+	int fd, seals;
+	char buf[8];
+
+	create(b, "solo", RBUS_KIND_SPSC, 8, 0600, 0);
+	ck_assert_rbus(rbus_broker_open(b, "solo", RBUS_PRODUCER, 0, &p), 0);
+	ck_assert_rbus(rbus_broker_open(b, "solo", RBUS_CONSUMER, 0, &c), 0);
+	rbus_broker_close(b);
+	fd = rbus_region_fd(rbus_channel_region(p));
+	seals = fcntl(fd, F_GET_SEALS);
+	ck_assert_int_eq(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+			 F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	ck_assert_int_ne(ftruncate(fd, 0), 0);
+	ck_assert_rbus(rbus_send(p, "abc", 3), 0);
+	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 3);
+	rbus_channel_close(p);
+	rbus_channel_close(c);
+}
+END_TEST
+
+/* ---- unrelated processes -------------------------------------------------- */
+
+START_TEST(exec_peers_exchange)
+{
+	struct rbus_broker *b = conn();
+	char count[32];
+	uint64_t n = th_scaled(1000000);
+	int pout, cout;
+	pid_t pp, cp;
+
+	snprintf(count, sizeof(count), "%llu", (unsigned long long)n);
+	create(b, "stream", RBUS_KIND_SPSC, 1024, 0600, 0);
+	cp = peer(&cout, "stream", "consume", count);
+	pp = peer(&pout, "stream", "produce", count);
+	wait_ready(cout);
+	wait_ready(pout);
+	th_wait_ok(pp);
+	th_wait_ok(cp);
+	close(pout);
+	close(cout);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* ---- identity and access -------------------------------------------------- */
+
+/* Run as nobody: each check's number is the exit status if it fails. */
+static int as_nobody(void *arg)
+{
+	struct rbus_broker_create_opts o;
+	struct rbus_broker_stat st;
+	struct rbus_channel *ch = NULL;
+	struct rbus_broker *b = NULL;
+	int check = 0;
+
+	(void)arg;
+	if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+		return 100;
+#define EXPECT(call, want) do { check++; if ((call) != (want)) return check; \
+	rbus_channel_close(ch); ch = NULL; } while (0)
+	EXPECT(rbus_broker_connect(D.sock, &b), 0);
+	EXPECT(rbus_broker_open(b, "m600", RBUS_CONSUMER, 0, &ch), -EACCES);
+	EXPECT(rbus_broker_open(b, "m600", RBUS_PRODUCER, 0, &ch), -EACCES);
+	EXPECT(rbus_broker_open(b, "m644", RBUS_CONSUMER, 0, &ch), 0);
+	EXPECT(rbus_broker_open(b, "m644", RBUS_PRODUCER, 0, &ch), -EACCES);
+	EXPECT(rbus_broker_open(b, "m602", RBUS_PRODUCER, 0, &ch), 0);
+	EXPECT(rbus_broker_open(b, "m602", RBUS_CONSUMER, 0, &ch), -EACCES);
+	/* The group class: the channel's group is nobody's group. */
+	EXPECT(rbus_broker_open(b, "g640", RBUS_CONSUMER, 0, &ch), 0);
+	EXPECT(rbus_broker_open(b, "g640", RBUS_PRODUCER, 0, &ch), -EACCES);
+	EXPECT(rbus_broker_stat(b, "m600", &st), -EACCES);
+	EXPECT(rbus_broker_stat(b, "m644", &st), 0);
+	EXPECT(rbus_broker_unlink(b, "m644"), -EPERM);
+	/* Only root may give a channel away. */
+	rbus_broker_create_opts_init(&o);
+	o.owner_uid = 0;
+	EXPECT(rbus_broker_create(b, "theirs", &o, NULL), -EPERM);
+	rbus_broker_create_opts_init(&o);
+	o.owner_gid = 0;
+	EXPECT(rbus_broker_create(b, "theirs", &o, NULL), -EPERM);
+	EXPECT(rbus_broker_create(b, "mine", NULL, NULL), 0);
+	EXPECT(rbus_broker_stat(b, "mine", &st), 0);
+	check++;
+	if (st.chan.owner_uid != NOBODY || st.chan.owner_gid != NOBODY)
+		return check;
+	EXPECT(rbus_broker_unlink(b, "mine"), 0);
+	/* Names are not secret. */
+	EXPECT(rbus_broker_list(b, has_cb, (void *)"m600"), 1);
+#undef EXPECT
+	rbus_broker_close(b);
+	return 0;
+}
+
+START_TEST(access_by_uid)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_broker_create_opts o;
+	int status;
+	pid_t pid;
+
+	if (geteuid() != 0) {
+		/* Not skipped silently: this test needs root to become nobody. */
+		ck_abort_msg("access_by_uid needs root (setuid to nobody)");
+	}
+	create(b, "m600", RBUS_KIND_SPSC, 8, 0600, 0);
+	create(b, "m644", RBUS_KIND_MPMC, 8, 0644, 0);
+	create(b, "m602", RBUS_KIND_MPMC, 8, 0602, 0);
+	rbus_broker_create_opts_init(&o);
+	o.kind = RBUS_KIND_MPMC;
+	o.owner_gid = NOBODY;
+	o.mode = 0640;
+	ck_assert_rbus(rbus_broker_create(b, "g640", &o, NULL), 0);
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(as_nobody(NULL));
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "check %d as nobody failed (status 0x%x)", WEXITSTATUS(status), status);
+	/* Each refusal is logged with the uid and the channel. */
+	wait_log("65534");
+	pthread_mutex_lock(&D.lock);
+	ck_assert_msg(strstr(D.log, "m600") && strstr(D.log, "m602"),
+		      "refusals not logged by channel:\n%s", D.log);
+	pthread_mutex_unlock(&D.lock);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* ---- malformed requests --------------------------------------------------- */
+
+static int raw_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", D.sock);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void hdr(void *buf, uint16_t type, uint32_t len)
+{
+	struct rbus_proto_hdr *h = buf;
+
+	h->magic = RBUS_PROTO_MAGIC;
+	h->version = RBUS_PROTO_VERSION;
+	h->type = type;
+	h->seq = 77;
+	h->len = len;
+}
+
+/* Send @len bytes (with @nfds fds if > 0); return the reply's status, or
+ * 1 if the daemon closed the connection instead.  No fds may come back. */
+static int raw_send(int fd, const void *buf, size_t len, int nfds)
+{
+	union {
+		struct cmsghdr c;
+		char b[CMSG_SPACE(sizeof(int) * 4)];
+	} ctl;
+	struct iovec iov = { (void *)buf, len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	char rep[RBUS_PROTO_MSG_MAX];
+	struct rbus_proto_reply *r = (void *)rep;
+	ssize_t n;
+
+	if (nfds > 0) {
+		int fds[4], canary = memfd_create("rbus-test-canary", MFD_CLOEXEC);
+
+		ck_assert_int_ge(canary, 0);
+		for (int i = 0; i < nfds; i++)
+			fds[i] = canary;
+		memset(&ctl, 0, sizeof(ctl));
+		m.msg_control = ctl.b;
+		m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		ctl.c.cmsg_level = SOL_SOCKET;
+		ctl.c.cmsg_type = SCM_RIGHTS;
+		ctl.c.cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(&ctl.c), fds, sizeof(int) * (size_t)nfds);
+	}
+	n = sendmsg(fd, &m, MSG_NOSIGNAL);
+	if (nfds > 0)
+		close(*(int *)CMSG_DATA(&ctl.c));
+	if (n < 0)
+		return 1;   /* already closed by the daemon */
+	ck_assert_int_eq(n, (ssize_t)len);
+	n = recv(fd, rep, sizeof(rep), 0);
+	if (n <= 0)
+		return 1;
+	ck_assert_int_eq(n, sizeof(*r));
+	ck_assert_uint_eq(r->h.magic, RBUS_PROTO_MAGIC);
+	ck_assert_uint_eq(r->h.len, sizeof(*r));
+	ck_assert_uint_eq(r->nfds, 0);
+	ck_assert_int_lt(r->status, 0);
+	return r->status;
+}
+
+static int hello(int fd)
+{
+	struct rbus_req_hello h = { .min_version = 1, .max_version = 1 };
+	struct rbus_rep_hello rep;
+
+	hdr(&h, RBUS_REQ_HELLO, sizeof(h));
+	ck_assert_int_eq(send(fd, &h, sizeof(h), MSG_NOSIGNAL), sizeof(h));
+	ck_assert_int_eq(recv(fd, &rep, sizeof(rep), 0), sizeof(rep));
+	ck_assert_int_eq(rep.r.status, 0);
+	ck_assert_uint_eq(rep.version, 1);
+	ck_assert_uint_eq(rep.name_max, RBUS_NAME_MAX);
+	return fd;
+}
+
+/* The daemon still serves: a new client lists and finds "good". */
+static void still_serving(void)
+{
+	struct rbus_broker *b = conn();
+
+	ck_assert_int_eq(listed(b, "good"), 1);
+	rbus_broker_close(b);
+	ck_assert_int_eq(kill(D.pid, 0), 0);
+}
+
+enum corrupt_what { C_CREATE, C_OPEN, C_LIST, C_NAME, C_HELLO };
+
+struct corrupt {
+	const char *what;
+	enum corrupt_what kind;
+	size_t off;       /* byte to set */
+	size_t width;     /* 1, 2, 4 or 8 */
+	uint64_t val;
+	int want;         /* status, or 1 for "connection closed" */
+};
+
+#define CR(k, type, field, v, w) { #type "." #field " = " #v, k, \
+	offsetof(struct type, field), sizeof(((struct type *)0)->field), v, w }
+#define CRB(k, type, field, i, v, w) { #type "." #field "[" #i "] = " #v, k, \
+	offsetof(struct type, field) + (i), 1, v, w }
+
+static const struct corrupt corpus[] = {
+	/* header, on a request that is otherwise valid */
+	CR(C_LIST, rbus_req_list, h.magic, 0x12345678, -EPROTO),
+	CR(C_LIST, rbus_req_list, h.version, 0, -EPROTO),
+	CR(C_LIST, rbus_req_list, h.version, 2, -EPROTO),
+	CR(C_LIST, rbus_req_list, h.version, 0xffff, -EPROTO),
+	CR(C_LIST, rbus_req_list, h.type, 0, -EOPNOTSUPP),
+	CR(C_LIST, rbus_req_list, h.type, 99, -EOPNOTSUPP),
+	CR(C_LIST, rbus_req_list, h.type, RBUS_REQ_LIST | RBUS_PROTO_REPLY, -EOPNOTSUPP),
+	CR(C_LIST, rbus_req_list, h.type, 0xffff, -EOPNOTSUPP),
+	CR(C_LIST, rbus_req_list, h.len, 0, -EBADMSG),
+	CR(C_LIST, rbus_req_list, h.len, 31, -EBADMSG),
+	CR(C_LIST, rbus_req_list, h.len, 33, -EBADMSG),
+	CR(C_LIST, rbus_req_list, h.len, 0xffffffff, -EBADMSG),
+	/* a second HELLO */
+	CR(C_HELLO, rbus_req_hello, reserved, 0, -EALREADY),
+	/* CREATE: every field out of range */
+	CR(C_CREATE, rbus_req_create, kind, 0, -EINVAL),
+	CR(C_CREATE, rbus_req_create, kind, 3, -EINVAL),
+	CR(C_CREATE, rbus_req_create, kind, 0xffffffff, -EINVAL),
+	CR(C_CREATE, rbus_req_create, capacity, 0, -EINVAL),
+	CR(C_CREATE, rbus_req_create, capacity, 1, -EINVAL),
+	CR(C_CREATE, rbus_req_create, capacity, 6, -EINVAL),
+	CR(C_CREATE, rbus_req_create, capacity, 1u << 29, -EINVAL),
+	CR(C_CREATE, rbus_req_create, capacity, 0x80000000u, -EINVAL),
+	CR(C_CREATE, rbus_req_create, max_msg, (1u << 28) + 1, -EINVAL),
+	CR(C_CREATE, rbus_req_create, max_msg, 0xffffffff, -EINVAL),
+	CR(C_CREATE, rbus_req_create, wakeup, 0, -EINVAL),
+	CR(C_CREATE, rbus_req_create, wakeup, 3, -EINVAL),
+	CR(C_CREATE, rbus_req_create, flags, 4, -EINVAL),
+	CR(C_CREATE, rbus_req_create, flags, 0x80000000u, -EINVAL),
+	CR(C_CREATE, rbus_req_create, mode, 0700, -EINVAL),
+	CR(C_CREATE, rbus_req_create, mode, 01000, -EINVAL),
+	CR(C_CREATE, rbus_req_create, mode, 0xffffffff, -EINVAL),
+	CR(C_CREATE, rbus_req_create, reserved[0], 1, -EINVAL),
+	CR(C_CREATE, rbus_req_create, reserved[1], 1ull << 63, -EINVAL),
+	CRB(C_CREATE, rbus_req_create, name, 0, 0, -EINVAL),
+	CRB(C_CREATE, rbus_req_create, name, 0, '.', -EINVAL),
+	CRB(C_CREATE, rbus_req_create, name, 0, '/', -EINVAL),
+	CRB(C_CREATE, rbus_req_create, name, 1, 0xff, -EINVAL),
+	CRB(C_CREATE, rbus_req_create, name, 6, 'x', -EINVAL),   /* junk after the NUL */
+	CRB(C_CREATE, rbus_req_create, name, 63, 'x', -EINVAL),  /* no NUL at all */
+	/* too large a region: 2^28 slots of 2^28 bytes */
+	{ "create 2^28 x 2^28", C_CREATE, SIZE_MAX, 0, 0, -EFBIG },
+	/* OPEN */
+	CR(C_OPEN, rbus_req_open, role, 0, -EINVAL),
+	CR(C_OPEN, rbus_req_open, role, 3, -EINVAL),
+	CR(C_OPEN, rbus_req_open, role, 0xffffffff, -EINVAL),
+	CR(C_OPEN, rbus_req_open, flags, 1, -EINVAL),
+	CR(C_OPEN, rbus_req_open, reserved, 1, -EINVAL),
+	CRB(C_OPEN, rbus_req_open, name, 0, 'z', -ENOENT),
+	CRB(C_OPEN, rbus_req_open, name, 4, '!', -EINVAL),
+	CRB(C_OPEN, rbus_req_open, name, 63, 'x', -EINVAL),
+	/* LIST */
+	CR(C_LIST, rbus_req_list, max, 0, -EINVAL),
+	CR(C_LIST, rbus_req_list, max, RBUS_PROTO_LIST_MAX + 1, -EINVAL),
+	CR(C_LIST, rbus_req_list, max, 0xffffffff, -EINVAL),
+	CR(C_LIST, rbus_req_list, reserved, 1, -EINVAL),
+	/* STAT / UNLINK */
+	CR(C_NAME, rbus_req_name, reserved, 1, -EINVAL),
+	CRB(C_NAME, rbus_req_name, name, 0, 0, -EINVAL),
+	CRB(C_NAME, rbus_req_name, name, 10, 'q', -EINVAL),
+};
+
+/* A valid request of @kind in @buf; returns its length. */
+static size_t valid_request(enum corrupt_what kind, void *buf)
+{
+	switch (kind) {
+	case C_CREATE: {
+		struct rbus_req_create *c = buf;
+
+		memset(c, 0, sizeof(*c));
+		hdr(c, RBUS_REQ_CREATE, sizeof(*c));
+		strcpy(c->name, "newch");
+		c->kind = RBUS_KIND_SPSC;
+		c->capacity = 16;
+		c->max_msg = 64;
+		c->wakeup = RBUS_WAKE_FUTEX;
+		c->owner_uid = RBUS_ID_CALLER;
+		c->owner_gid = RBUS_ID_CALLER;
+		c->mode = 0600;
+		return sizeof(*c);
+	}
+	case C_OPEN: {
+		struct rbus_req_open *o = buf;
+
+		memset(o, 0, sizeof(*o));
+		hdr(o, RBUS_REQ_OPEN, sizeof(*o));
+		strcpy(o->name, "good");
+		o->role = RBUS_CONSUMER;
+		return sizeof(*o);
+	}
+	case C_LIST: {
+		struct rbus_req_list *l = buf;
+
+		memset(l, 0, sizeof(*l));
+		hdr(l, RBUS_REQ_LIST, sizeof(*l));
+		l->max = 4;
+		return sizeof(*l);
+	}
+	case C_NAME: {
+		struct rbus_req_name *n = buf;
+
+		memset(n, 0, sizeof(*n));
+		hdr(n, RBUS_REQ_STAT, sizeof(*n));
+		strcpy(n->name, "good");
+		return sizeof(*n);
+	}
+	case C_HELLO: {
+		struct rbus_req_hello *h = buf;
+
+		memset(h, 0, sizeof(*h));
+		hdr(h, RBUS_REQ_HELLO, sizeof(*h));
+		h->min_version = h->max_version = 1;
+		return sizeof(*h);
+	}
+	}
+	return 0;
+}
+
+START_TEST(malformed_corpus)
+{
+	const struct corrupt *c = &corpus[_i];
+	unsigned char buf[RBUS_PROTO_MSG_MAX];
+	struct rbus_broker *b = conn();
+	size_t len;
+	int fd;
+
+	create(b, "good", RBUS_KIND_SPSC, 8, 0600, RBUS_BROKER_PERSISTENT);
+	rbus_broker_close(b);
+	fd = hello(raw_connect());
+	len = valid_request(c->kind, buf);
+	if (c->off == SIZE_MAX) {
+		struct rbus_req_create *cr = (void *)buf;
+
+		cr->capacity = 1u << 28;
+		cr->max_msg = 1u << 28;
+	} else {
+		memcpy(buf + c->off, &c->val, c->width);  /* little-endian host */
+	}
+	ck_assert_msg(raw_send(fd, buf, len, 0) == c->want, "%s: want %d", c->what, c->want);
+	/* A foreign magic or version: the daemon answers, then hangs up. */
+	if (c->want == -EPROTO)
+		ck_assert_int_eq(recv(fd, buf, sizeof(buf), 0), 0);
+	close(fd);
+	still_serving();
+	/* A corrupt CREATE made no channel. */
+	b = conn();
+	ck_assert_int_eq(listed(b, "newch"), 0);
+	rbus_broker_close(b);
+}
+END_TEST
+
+START_TEST(malformed_framing)
+{
+	unsigned char buf[RBUS_PROTO_MSG_MAX + 512];
+	struct rbus_broker *b = conn();
+	size_t len;
+	int fd;
+
+	create(b, "good", RBUS_KIND_SPSC, 8, 0600, RBUS_BROKER_PERSISTENT);
+	rbus_broker_close(b);
+
+	/* Not HELLO first: closed. */
+	fd = raw_connect();
+	len = valid_request(C_LIST, buf);
+	ck_assert_int_eq(raw_send(fd, buf, len, 0), 1);
+	close(fd);
+	/* HELLO with no common version: refused, closed. */
+	fd = raw_connect();
+	len = valid_request(C_HELLO, buf);
+	((struct rbus_req_hello *)buf)->min_version = 2;
+	((struct rbus_req_hello *)buf)->max_version = 5;
+	ck_assert_int_eq(raw_send(fd, buf, len, 0), -EPROTONOSUPPORT);
+	ck_assert_int_eq(recv(fd, buf, sizeof(buf), 0), 0);
+	close(fd);
+	/* HELLO with min > max. */
+	fd = raw_connect();
+	len = valid_request(C_HELLO, buf);
+	((struct rbus_req_hello *)buf)->min_version = 3;
+	ck_assert_int_eq(raw_send(fd, buf, len, 0), -EINVAL);
+	close(fd);
+	/* A future client offering 1..9 gets 1. */
+	fd = raw_connect();
+	len = valid_request(C_HELLO, buf);
+	((struct rbus_proto_hdr *)buf)->version = 9;
+	((struct rbus_req_hello *)buf)->max_version = 9;
+	ck_assert_int_eq(send(fd, buf, len, 0), (ssize_t)len);
+	ck_assert_int_eq(recv(fd, buf, sizeof(buf), 0), sizeof(struct rbus_rep_hello));
+	ck_assert_int_eq(((struct rbus_rep_hello *)buf)->r.status, 0);
+	ck_assert_uint_eq(((struct rbus_rep_hello *)buf)->version, 1);
+	close(fd);
+
+	fd = hello(raw_connect());
+	/* Truncated: every length short of a LIST request. */
+	for (size_t n = 16; n < sizeof(struct rbus_req_list); n++) {
+		len = valid_request(C_LIST, buf);
+		((struct rbus_proto_hdr *)buf)->len = (uint32_t)n;
+		ck_assert_int_eq(raw_send(fd, buf, n, 0), -EBADMSG);
+	}
+	/* Oversized: longer than any datagram the protocol allows. */
+	len = valid_request(C_LIST, buf);
+	memset(buf + len, 0, sizeof(buf) - len);
+	((struct rbus_proto_hdr *)buf)->len = sizeof(buf);
+	ck_assert_int_eq(raw_send(fd, buf, sizeof(buf), 0), -EMSGSIZE);
+	/* Right length in the header, longer datagram. */
+	len = valid_request(C_LIST, buf);
+	ck_assert_int_eq(raw_send(fd, buf, len + 8, 0), -EBADMSG);
+	/* Fds where none are expected: refused, and not leaked. */
+	len = valid_request(C_LIST, buf);
+	ck_assert_int_eq(raw_send(fd, buf, len, 1), -EBADMSG);
+	ck_assert_int_eq(raw_send(fd, buf, len, 3), -EBADMSG);
+	/* The connection still works after all of that. */
+	len = valid_request(C_NAME, buf);
+	{
+		struct rbus_rep_stat *st = (void *)buf;
+
+		ck_assert_int_eq(send(fd, buf, len, 0), (ssize_t)len);
+		ck_assert_int_ge(recv(fd, buf, sizeof(buf), 0), (ssize_t)sizeof(*st));
+		ck_assert_int_eq(st->r.status, 0);
+	}
+	close(fd);
+	/* Shorter than a header: closed. */
+	fd = hello(raw_connect());
+	ck_assert_int_eq(raw_send(fd, "abc", 3, 0), 1);
+	close(fd);
+	/* An empty datagram: closed or refused, never a crash. */
+	fd = hello(raw_connect());
+	ck_assert_int_ne(raw_send(fd, "", 0, 0), 0);
+	close(fd);
+	/* Half a request, then hang up. */
+	fd = hello(raw_connect());
+	len = valid_request(C_CREATE, buf);
+	ck_assert_int_eq(send(fd, buf, 20, 0), 20);
+	close(fd);
+	still_serving();
+	/* The daemon leaked none of the fds it was sent. */
+	for (int i = 0; i < 4096; i++) {
+		char path[64], link[256];
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)D.pid, i);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		ck_assert_msg(!strstr(link, "rbus-test-canary"), "daemon fd %d leaked: %s",
+			      i, link);
+	}
+}
+END_TEST
+
+/* ---- death of a client ----------------------------------------------------- */
+
+/* Reads a report peer's sequence numbers into seen[] until EOF. */
+struct reports {
+	int fd;
+	uint64_t total, first, next, count;
+	uint8_t *seen;
+	int bad;                    /* a number out of range or out of order */
+};
+
+static void *read_reports(void *arg)
+{
+	struct reports *r = arg;
+	uint64_t s;
+
+	r->first = UINT64_MAX;
+	for (;;) {
+		ssize_t n = read(r->fd, &s, sizeof(s));
+
+		if (n == 0)
+			return NULL;
+		if (n != sizeof(s) || s >= r->total ||
+		    (r->first != UINT64_MAX && s != r->next)) {
+			r->bad = 1;
+			return NULL;
+		}
+		if (r->first == UINT64_MAX)
+			r->first = s;
+		r->seen[s] = 1;
+		r->next = s + 1;
+		r->count++;
+	}
+}
+
+static void send_seq(struct rbus_channel *p, uint64_t seq)
+{
+	unsigned char msg[256];
+
+	ck_assert_rbus(rbus_send_wait(p, msg, th_msg_make(msg, 256, 0, seq),
+				      rbus_deadline_in(20000000000)), 0);
+}
+
+START_TEST(kill_consumer_resumes)
+{
+	/* Phase 1 fits the report pipe (64 KiB = 8192 reports) and the ring,
+	 * so the producer never waits for the test to read. */
+	const uint64_t phase1 = 4000, total = phase1 + th_scaled(200000);
+	struct rbus_broker *b = conn();
+	struct rbus_channel *p = NULL;
+	struct rbus_broker_stat st;
+	unsigned char msg[256];
+	uint8_t *seen = calloc(total, 1);
+	struct reports r1 = { .total = total, .seen = seen };
+	struct reports r2 = { .total = total, .seen = seen };
+	pthread_t reader;
+	uint64_t seq;
+	int status, err;
+	pid_t c1, c2;
+
+	ck_assert_ptr_nonnull(seen);
+	create(b, "resume", RBUS_KIND_SPSC, 256, 0600, 0);
+	ck_assert_rbus(rbus_broker_open(b, "resume", RBUS_PRODUCER, 0, &p), 0);
+
+	/* Consumer 1 reports each message it takes; kill it mid-stream,
+	 * once it has taken 1000 (we have read 1000 reports). */
+	c1 = peer(&r1.fd, "resume", "report", NULL);
+	wait_ready(r1.fd);
+	for (seq = 0; seq < phase1; seq++)
+		send_seq(p, seq);
+	for (uint64_t i = 0; i < 1000; i++) {
+		uint64_t s;
+
+		read_exact(r1.fd, &s, sizeof(s));
+		ck_assert_uint_eq(s, i);
+	}
+	ck_assert_int_eq(kill(c1, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(c1, &status, 0), c1);
+	ck_assert(WIFSIGNALED(status));
+	/* Everything it reported, the 1000 read above included. */
+	memset(seen, 1, 1000);
+	r1.first = 0;
+	r1.next = 1000;
+	r1.count = 1000;
+	for (;;) {
+		uint64_t s;
+		ssize_t n = read(r1.fd, &s, sizeof(s));
+
+		if (n == 0)
+			break;
+		ck_assert_int_eq(n, sizeof(s));
+		ck_assert_uint_eq(s, r1.next);
+		seen[s] = 1;
+		r1.next++;
+	}
+	close(r1.fd);
+
+	/* The producer fills the ring, then waits: it gets -EPIPE exactly
+	 * when the daemon has released the dead consumer's role (the
+	 * recovery wakes it). */
+	for (;;) {
+		ck_assert_uint_lt(seq, total);
+		err = rbus_send_wait(p, msg, th_msg_make(msg, 256, 0, seq),
+				     rbus_deadline_in(20000000000));
+		if (err == -EPIPE)
+			break;
+		ck_assert_rbus(err, 0);
+		seq++;
+	}
+	wait_log("released");
+	ck_assert_rbus(rbus_broker_stat(b, "resume", &st), 0);
+	ck_assert_uint_eq(st.deaths, 1);
+	ck_assert_uint_eq(st.recovered, 1);
+	ck_assert_uint_eq(st.cons_attached, 0);
+	ck_assert_uint_eq(st.chan.consumers, 0);
+
+	/* Consumer 2 gets every message consumer 1 did not release. */
+	c2 = peer(&r2.fd, "resume", "report", NULL);
+	wait_ready(r2.fd);
+	ck_assert_int_eq(pthread_create(&reader, NULL, read_reports, &r2), 0);
+	for (; seq < total; seq++)
+		send_seq(p, seq);
+	rbus_channel_close(p);  /* consumer 2 ends on the hang-up */
+	pthread_join(reader, NULL);
+	close(r2.fd);
+	th_wait_ok(c2);
+	ck_assert_msg(!r2.bad, "consumer 2 reported out of order");
+	/* At least once: a kill between report and release repeats exactly
+	 * that one message; nothing is missing, and consumer 2 ran to the
+	 * end. */
+	ck_assert_uint_le(r2.first, r1.next);
+	ck_assert_uint_ge(r2.first + 1, r1.next);
+	ck_assert_uint_eq(r2.next, total);
+	for (uint64_t i = 0; i < total; i++)
+		ck_assert_msg(seen[i], "message %llu lost", (unsigned long long)i);
+	free(seen);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* An MPMC producer that dies: the count drops, the consumer sees the hang-up. */
+static int mpmc_holder(void *arg)
+{
+	int *pipes = arg;
+	struct rbus_broker *b = NULL;
+	struct rbus_channel *ch = NULL, *ch2 = NULL;
+	char c = 'R';
+
+	if (rbus_broker_connect(D.sock, &b) ||
+	    rbus_broker_open(b, "many", RBUS_PRODUCER, 0, &ch) ||
+	    rbus_broker_open(b, "many", RBUS_PRODUCER, 0, &ch2) ||
+	    rbus_send(ch, "x", 1))
+		return 1;
+	rbus_broker_close(b);
+	if (write(pipes[1], &c, 1) != 1)
+		return 1;
+	/* Wait to be killed. */
+	(void)read(pipes[0], &c, 1);
+	return 1;
+}
+
+START_TEST(kill_mpmc_producer)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_channel *c = NULL, *p = NULL;
+	struct rbus_broker_stat st;
+	int to_child[2], from_child[2], args[2], status;
+	char buf[8];
+	pid_t pid;
+
+	create(b, "many", RBUS_KIND_MPMC, 16, 0600, 0);
+	ck_assert_rbus(rbus_broker_open(b, "many", RBUS_CONSUMER, 0, &c), 0);
+	/* A producer that opens and closes cleanly leaves the count alone. */
+	ck_assert_rbus(rbus_broker_open(b, "many", RBUS_PRODUCER, 0, &p), 0);
+	rbus_channel_close(p);
+
+	ck_assert_int_eq(pipe(to_child), 0);
+	ck_assert_int_eq(pipe(from_child), 0);
+	args[0] = to_child[0];
+	args[1] = from_child[1];
+	pid = th_fork(mpmc_holder, args);
+	ck_assert_int_eq(read(from_child[0], buf, 1), 1);
+	ck_assert_rbus(rbus_broker_stat(b, "many", &st), 0);
+	ck_assert_uint_eq(st.prod_attached, 2);
+	/* Processes holding the role: the test's own handle is closed, and
+	 * shared memory says so (its lease entry is clear). */
+	ck_assert_uint_eq(st.chan.producers, 1);
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+
+	/* Its message is there; after it, the hang-up. */
+	ck_assert_rbus(rbus_recv_wait(c, buf, sizeof(buf), rbus_deadline_in(20000000000)), 1);
+	ck_assert_rbus(rbus_recv_wait(c, buf, sizeof(buf), rbus_deadline_in(20000000000)),
+		       -EPIPE);
+	ck_assert_rbus(rbus_broker_stat(b, "many", &st), 0);
+	ck_assert_uint_eq(st.prod_attached, 0);
+	ck_assert_uint_eq(st.deaths, 1);
+	ck_assert_uint_eq(st.recovered, 2);
+	rbus_channel_close(c);
+	close(to_child[0]);
+	close(to_child[1]);
+	close(from_child[0]);
+	close(from_child[1]);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* Channels without a user go, unless persistent. */
+static int make_two(void *arg)
+{
+	struct rbus_broker_create_opts o;
+	struct rbus_broker *b = NULL;
+
+	(void)arg;
+	rbus_broker_create_opts_init(&o);
+	if (rbus_broker_connect(D.sock, &b) || rbus_broker_create(b, "passing", &o, NULL))
+		return 1;
+	o.flags = RBUS_BROKER_PERSISTENT;
+	if (rbus_broker_create(b, "lasting", &o, NULL))
+		return 2;
+	/* Exit without closing: the pidfd, not the connection, tells. */
+	return 0;
+}
+
+START_TEST(unused_channels_removed)
+{
+	struct rbus_broker *b = conn();
+
+	th_wait_ok(th_fork(make_two, NULL));
+	wait_log("passing");
+	wait_log_n("removed", 0, 1);
+	ck_assert_int_eq(listed(b, "passing"), 0);
+	ck_assert_int_eq(listed(b, "lasting"), 1);
+	ck_assert_rbus(rbus_broker_unlink(b, "lasting"), 0);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* ---- death of the daemon --------------------------------------------------- */
+
+START_TEST(kill_daemon_midstream)
+{
+	struct rbus_broker *b = conn();
+	char count[32];
+	uint64_t n = th_scaled(1000000);
+	int pout, cout;
+	pid_t pp, cp;
+
+	snprintf(count, sizeof(count), "%llu", (unsigned long long)n);
+	create(b, "orphan", RBUS_KIND_SPSC, 256, 0600, 0);
+	cp = peer(&cout, "orphan", "consume", count);
+	pp = peer(&pout, "orphan", "produce", count);
+	wait_ready(cout);
+	wait_ready(pout);
+	rbus_broker_close(b);
+	/* Both hold their handles: the daemon is not on the data path. */
+	ck_assert_int_ne(daemon_stop(SIGKILL), 0);
+	th_wait_ok(pp);
+	th_wait_ok(cp);
+	close(pout);
+	close(cout);
+
+	/* A new daemon takes over the socket the dead one left... */
+	ck_assert_int_eq(access(D.sock, F_OK), 0);
+	daemon_start();
+	/* ...knowing nothing of the old channels, as documented: the name
+	 * is free, and a create makes a new channel. */
+	b = conn();
+	ck_assert_int_eq(listed(b, "orphan"), 0);
+	create(b, "orphan", RBUS_KIND_SPSC, 256, 0600, 0);
+	ck_assert_int_eq(listed(b, "orphan"), 1);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* ---- the daemon's process ---------------------------------------------------- */
+
+START_TEST(second_daemon_refused)
+{
+	const char *argv[] = { DAEMON_PATH, "--socket", D.sock, NULL };
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, STDERR_FILENO);
+		execv(DAEMON_PATH, (char *const *)argv);
+		_exit(127);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 1);
+	/* The first one still serves. */
+	rbus_broker_close(conn());
+}
+END_TEST
+
+START_TEST(no_daemon)
+{
+	struct rbus_broker *b = NULL;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[100];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/none.sock", D.dir);
+	ck_assert_rbus(rbus_broker_connect(path, &b), -ENOENT);
+	ck_assert_ptr_null(b);
+	/* A socket file nobody listens on. */
+	fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	ck_assert_rbus(rbus_broker_connect(path, &b), -ECONNREFUSED);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(socket_lookup)
+{
+	char buf[128];
+
+	ck_assert_int_gt(rbus_broker_socket_path("/x/y.sock", buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "/x/y.sock");
+	setenv("RINGBUS_SOCKET", "/env/s", 1);
+	setenv("XDG_RUNTIME_DIR", "/run/user/7", 1);
+	ck_assert_int_gt(rbus_broker_socket_path(NULL, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "/env/s");
+	unsetenv("RINGBUS_SOCKET");
+	ck_assert_int_gt(rbus_broker_socket_path(NULL, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "/run/user/7/ringbus/ringbusd.sock");
+	unsetenv("XDG_RUNTIME_DIR");
+	ck_assert_int_gt(rbus_broker_socket_path(NULL, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "/run/ringbus/ringbusd.sock");
+	ck_assert_rbus(rbus_broker_socket_path(NULL, buf, 4), -ENAMETOOLONG);
+	memset(buf, 'a', sizeof(buf) - 1);
+	buf[sizeof(buf) - 1] = 0;
+	{
+		char out[256];
+
+		ck_assert_rbus(rbus_broker_socket_path(buf, out, sizeof(out)),
+			       -ENAMETOOLONG);
+	}
+	/* The daemon does the same lookup. */
+	setenv("RINGBUS_SOCKET", D.sock, 1);
+	{
+		struct rbus_broker *b = NULL;
+
+		ck_assert_rbus(rbus_broker_connect(NULL, &b), 0);
+		rbus_broker_close(b);
+	}
+}
+END_TEST
+
+START_TEST(client_limits)
+{
+	static const char *const opts[] = {
+		"--max-client-channels", "2", "--max-rate", "50",
+		"--max-region-size", "1048576", NULL
+	};
+	struct rbus_broker_create_opts o;
+	struct rbus_broker *b;
+	int refused = 0;
+
+	ck_assert_int_eq(daemon_stop(SIGTERM), 0);
+	daemon_start_args(opts);
+	b = conn();
+	rbus_broker_create_opts_init(&o);
+	o.capacity = 8192;
+	o.max_msg = 256;   /* > 1 MiB of slots */
+	ck_assert_rbus(rbus_broker_create(b, "big", &o, NULL), -EFBIG);
+	create(b, "one", RBUS_KIND_SPSC, 8, 0600, 0);
+	create(b, "two", RBUS_KIND_SPSC, 8, 0600, 0);
+	ck_assert_rbus(rbus_broker_create(b, "three", NULL, NULL), -EDQUOT);
+	/* 50 requests a second with a burst of 50: 200 at once trip it. */
+	for (int i = 0; i < 200; i++) {
+		int r = rbus_broker_list(b, count_cb, &(int){ 0 });
+
+		if (r == -EAGAIN)
+			refused++;
+		else
+			ck_assert_rbus(r, 0);
+	}
+	ck_assert_int_gt(refused, 0);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* A process that opens and closes handles keeps no lease for them. */
+START_TEST(closed_handles_forgotten)
+{
+	static const char *const opts[] = { "--lease-settle-ms", "0", NULL };
+	struct rbus_broker *b;
+	struct rbus_broker_stat st;
+	struct rbus_channel *ch = NULL, *kept = NULL;
+
+	ck_assert_int_eq(daemon_stop(SIGTERM), 0);
+	daemon_start_args(opts);
+	b = conn();
+	create(b, "churn", RBUS_KIND_SPSC, 8, 0600, 0);
+	create(b, "mchurn", RBUS_KIND_MPMC, 8, 0600, 0);
+	for (int i = 0; i < 50; i++) {
+		ck_assert_rbus(rbus_broker_open(b, "churn", RBUS_CONSUMER, 0, &ch), 0);
+		rbus_channel_close(ch);
+		ck_assert_rbus(rbus_broker_open(b, "mchurn", RBUS_PRODUCER, 0, &ch), 0);
+		rbus_channel_close(ch);
+	}
+	ck_assert_rbus(rbus_broker_open(b, "mchurn", RBUS_PRODUCER, 0, &kept), 0);
+	ck_assert_rbus(rbus_broker_stat(b, "churn", &st), 0);
+	ck_assert_uint_eq(st.opens, 50);
+	ck_assert_uint_eq(st.holders_total, 0);
+	ck_assert_uint_eq(st.chan.consumers, 0);
+	ck_assert_rbus(rbus_broker_stat(b, "mchurn", &st), 0);
+	ck_assert_uint_eq(st.opens, 51);
+	ck_assert_uint_eq(st.holders_total, 1);   /* the one still open */
+	ck_assert_uint_eq(st.holders[0].pid, getpid());
+	ck_assert_uint_eq(st.chan.producers, 1);
+	rbus_channel_close(kept);
+	ck_assert_rbus(rbus_broker_stat(b, "mchurn", &st), 0);
+	ck_assert_uint_eq(st.holders_total, 0);
+	ck_assert_uint_eq(st.chan.producers, 0);
+	rbus_broker_close(b);
+}
+END_TEST
+
+static Suite *broker_suite(void)
+{
+	Suite *s = suite_create("broker");
+	TCase *tc;
+
+	tc = tcase_create("api");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, create_list_stat_unlink);
+	tcase_add_test(tc, bad_names_and_options);
+	tcase_add_test(tc, both_roles_both_backends);
+	tcase_add_test(tc, handle_outlives_connection);
+	tcase_add_test(tc, socket_lookup);
+	tcase_add_test(tc, no_daemon);
+	tcase_add_test(tc, second_daemon_refused);
+	tcase_add_test(tc, client_limits);
+	tcase_add_test(tc, closed_handles_forgotten);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("access");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, access_by_uid);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("malformed");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, malformed_corpus, 0, (int)(sizeof(corpus) / sizeof(corpus[0])));
+	tcase_add_test(tc, malformed_framing);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("death");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, exec_peers_exchange);
+	tcase_add_test(tc, kill_consumer_resumes);
+	tcase_add_test(tc, kill_mpmc_producer);
+	tcase_add_test(tc, unused_channels_removed);
+	tcase_add_test(tc, kill_daemon_midstream);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(broker_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
