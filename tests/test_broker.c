@@ -575,7 +575,7 @@ static int raw_send(int fd, const void *buf, size_t len, int nfds)
 {
 	union {
 		struct cmsghdr c;
-		char b[CMSG_SPACE(sizeof(int) * 4)];
+		char b[CMSG_SPACE(sizeof(int) * 24)];
 	} ctl;
 	struct iovec iov = { (void *)buf, len };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -584,7 +584,7 @@ static int raw_send(int fd, const void *buf, size_t len, int nfds)
 	ssize_t n;
 
 	if (nfds > 0) {
-		int fds[4], canary = memfd_create("rbus-test-canary", MFD_CLOEXEC);
+		int fds[24], canary = memfd_create("rbus-test-canary", MFD_CLOEXEC);
 
 		ck_assert_int_ge(canary, 0);
 		for (int i = 0; i < nfds; i++)
@@ -866,6 +866,15 @@ START_TEST(malformed_framing)
 	len = valid_request(C_LIST, buf);
 	ck_assert_int_eq(raw_send(fd, buf, len, 1), -EBADMSG);
 	ck_assert_int_eq(raw_send(fd, buf, len, 3), -EBADMSG);
+	/* More fds than the daemon makes room for (MSG_CTRUNC): those that
+	 * came are closed, and the peer is dropped. */
+	ck_assert_int_eq(raw_send(fd, buf, len, 24), 1);
+	close(fd);
+	fd = hello(raw_connect());
+	/* Fds on a datagram too short to answer: closed, peer dropped. */
+	ck_assert_int_eq(raw_send(fd, buf, 8, 2), 1);
+	close(fd);
+	fd = hello(raw_connect());
 	/* The connection still works after all of that. */
 	len = valid_request(C_NAME, buf);
 	{
