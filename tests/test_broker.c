@@ -437,24 +437,38 @@ END_TEST
 
 /* ---- unrelated processes -------------------------------------------------- */
 
+/* Two exec'd peers streaming 10^6 verified messages through a new SPSC
+ * channel @name; returns once both hold their roles. */
+struct pair { pid_t prod, cons; int prod_out, cons_out; };
+
+static struct pair start_pair(struct rbus_broker *b, const char *name, uint32_t capacity)
+{
+	struct pair pr;
+	char count[32];
+
+	snprintf(count, sizeof(count), "%llu", (unsigned long long)th_scaled(1000000));
+	create(b, name, RBUS_KIND_SPSC, capacity, 0600, 0);
+	pr.cons = peer(&pr.cons_out, name, "consume", count);
+	pr.prod = peer(&pr.prod_out, name, "produce", count);
+	wait_ready(pr.cons_out);
+	wait_ready(pr.prod_out);
+	return pr;
+}
+
+/* Both peers must end with every message verified. */
+static void finish_pair(struct pair pr)
+{
+	th_wait_ok(pr.prod);
+	th_wait_ok(pr.cons);
+	close(pr.prod_out);
+	close(pr.cons_out);
+}
+
 START_TEST(exec_peers_exchange)
 {
 	struct rbus_broker *b = conn();
-	char count[32];
-	uint64_t n = th_scaled(1000000);
-	int pout, cout;
-	pid_t pp, cp;
 
-	snprintf(count, sizeof(count), "%llu", (unsigned long long)n);
-	create(b, "stream", RBUS_KIND_SPSC, 1024, 0600, 0);
-	cp = peer(&cout, "stream", "consume", count);
-	pp = peer(&pout, "stream", "produce", count);
-	wait_ready(cout);
-	wait_ready(pout);
-	th_wait_ok(pp);
-	th_wait_ok(cp);
-	close(pout);
-	close(cout);
+	finish_pair(start_pair(b, "stream", 1024));
 	rbus_broker_close(b);
 }
 END_TEST
@@ -1157,24 +1171,12 @@ END_TEST
 START_TEST(kill_daemon_midstream)
 {
 	struct rbus_broker *b = conn();
-	char count[32];
-	uint64_t n = th_scaled(1000000);
-	int pout, cout;
-	pid_t pp, cp;
+	struct pair pr = start_pair(b, "orphan", 256);
 
-	snprintf(count, sizeof(count), "%llu", (unsigned long long)n);
-	create(b, "orphan", RBUS_KIND_SPSC, 256, 0600, 0);
-	cp = peer(&cout, "orphan", "consume", count);
-	pp = peer(&pout, "orphan", "produce", count);
-	wait_ready(cout);
-	wait_ready(pout);
 	rbus_broker_close(b);
 	/* Both hold their handles: the daemon is not on the data path. */
 	ck_assert_int_ne(daemon_stop(SIGKILL), 0);
-	th_wait_ok(pp);
-	th_wait_ok(cp);
-	close(pout);
-	close(cout);
+	finish_pair(pr);
 
 	/* A new daemon takes over the socket the dead one left... */
 	ck_assert_int_eq(access(D.sock, F_OK), 0);
