@@ -282,7 +282,8 @@ static const struct hostile hostiles[] = {
 	HOSTILE(magic, H_SET, 0, FIX_NONE, -EPROTO),
 	HOSTILE(magic, H_ADD, 1, FIX_NONE, -EPROTO),
 	HOSTILE(abi_version, H_SET, 0, FIX_NONE, -EPROTONOSUPPORT),
-	HOSTILE(abi_version, H_SET, 2, FIX_NONE, -EPROTONOSUPPORT),
+	HOSTILE(abi_version, H_SET, 1, FIX_NONE, -EPROTONOSUPPORT),
+	HOSTILE(abi_version, H_SET, 3, FIX_NONE, -EPROTONOSUPPORT),
 	HOSTILE(abi_version, H_SET, UINT32_MAX, FIX_NONE, -EPROTONOSUPPORT),
 	/* Structure. */
 	HOSTILE(hdr_size, H_SET, 0, FIX_NONE, ANY_ERROR),

@@ -256,7 +256,7 @@ START_TEST(create_defaults)
 	ck_assert_uint_eq(info.capacity, 1024);
 	ck_assert_uint_eq(info.max_msg, 256);
 	ck_assert_uint_eq(info.slot_size, rbus_layout_slot_size(256));
-	ck_assert_uint_eq(info.abi_version, 1);
+	ck_assert_uint_eq(info.abi_version, RBUS_ABI_VERSION);
 	ck_assert_uint_eq(info.flags, 0);
 	ck_assert_uint_eq(info.size % 4096, 0);
 	ck_assert_uint_ge(info.size, rbus_layout_slots_off(1) +

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * layout.h - the shared-memory format of a ringbus region (ABI version 1).
+ * layout.h - the shared-memory format of a ringbus region (ABI version 2).
  *
  * This file is the single definition of what lies in shared memory.  Nothing
  * here is a pointer: every reference is an offset from the start of the
@@ -50,7 +50,7 @@
 #include <stdint.h>
 
 #define RBUS_MAGIC        UINT64_C(0x0031305355424752) /* "RGBUS01\0" LE */
-#define RBUS_ABI_VERSION  1u
+#define RBUS_ABI_VERSION  2u
 #define RBUS_HDR_SIZE     256u
 #define RBUS_SIDE_SIZE    128u
 #define RBUS_SLOT_HDR     8u   /* stamp + len; payload is 8-byte aligned */
