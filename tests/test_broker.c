@@ -1274,7 +1274,8 @@ END_TEST
 START_TEST(client_limits)
 {
 	static const char *const opts[] = {
-		"--max-client-channels", "2", "--max-rate", "50",
+		"--max-client-channels", "3", "--max-rate", "50", "--max-client-conns", "3",
+		"--max-total-size", "200000",
 		"--max-region-size", "1048576", NULL
 	};
 	struct rbus_broker_create_opts o;
@@ -1290,7 +1291,27 @@ START_TEST(client_limits)
 	ck_assert_rbus(rbus_broker_create(b, "big", &o, NULL), -EFBIG);
 	create(b, "one", RBUS_KIND_SPSC, 8, 0600, 0);
 	create(b, "two", RBUS_KIND_SPSC, 8, 0600, 0);
+	/* 1024 slots of 264 bytes: more than the 200000 left in total. */
 	ck_assert_rbus(rbus_broker_create(b, "three", NULL, NULL), -EDQUOT);
+	create(b, "three", RBUS_KIND_SPSC, 8, 0600, 0);
+	ck_assert_rbus(rbus_broker_create(b, "four", NULL, NULL), -EDQUOT);
+	/* Three connections per process, the first included: a fourth is
+	 * refused at once, HELLO or not. */
+	{
+		struct rbus_broker *b2 = conn(), *b3 = conn(), *b4 = NULL;
+		int raw = raw_connect();
+
+		ck_assert_int_eq(recv(raw, &(char){ 0 }, 1, 0), 0);  /* closed */
+		close(raw);
+		ck_assert_rbus(rbus_broker_connect(D.sock, &b4), -ECONNREFUSED);
+		rbus_broker_close(b3);
+		/* A freed place can be taken again.  b2's round trip comes
+		 * after b3's hang-up in the daemon's event queue. */
+		ck_assert_int_eq(listed(b2, "one"), 1);
+		b3 = conn();
+		rbus_broker_close(b3);
+		rbus_broker_close(b2);
+	}
 	/* 50 requests a second with a burst of 50: 200 at once trip it. */
 	for (int i = 0; i < 200; i++) {
 		int r = rbus_broker_list(b, count_cb, &(int){ 0 });

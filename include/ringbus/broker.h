@@ -141,7 +141,8 @@ int rbus_broker_socket_path(const char *path, char *buf, size_t len);
 /*
  * rbus_broker_connect - connect to ringbusd and negotiate the protocol.
  * @path: the socket, or NULL for the lookup above.
- * Returns 0, or -ENOENT / -ECONNREFUSED (no daemon listening there),
+ * Returns 0, or -ENOENT / -ECONNREFUSED (no daemon listening there, or the
+ * daemon refused the connection: this process has too many already),
  * -EACCES (socket not accessible), -EPROTO (not a ringbusd, or no common
  * protocol version), -ENAMETOOLONG, -ETIMEDOUT (no reply within 5 s),
  * -ENOMEM, -EMFILE.

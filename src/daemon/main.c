@@ -29,12 +29,14 @@ struct rbusd_config rbusd_cfg = {
 	.max_client_conns = 64,
 	.max_rate = 10000,
 	.max_region_size = UINT64_C(1) << 30,
+	.max_total_size = 0,          /* set in main(): half the memory */
 	.lease_settle_ns = 1000000000,
 };
 
 enum {
 	OPT_SOCKET = 256, OPT_LOG_LEVEL, OPT_MAX_CHANNELS, OPT_MAX_CLIENT_CHANNELS,
 	OPT_MAX_CLIENT_CONNS, OPT_MAX_RATE, OPT_MAX_REGION_SIZE, OPT_LEASE_SETTLE,
+	OPT_MAX_TOTAL_SIZE,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -48,6 +50,7 @@ static const struct option long_opts[] = {
 	{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
 	{ "max-region-size", required_argument, NULL, OPT_MAX_REGION_SIZE },
 	{ "lease-settle-ms", required_argument, NULL, OPT_LEASE_SETTLE },
+	{ "max-total-size", required_argument, NULL, OPT_MAX_TOTAL_SIZE },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -70,6 +73,8 @@ static void usage(FILE *f)
 		"  --max-rate N                requests a second per connection, in\n"
 		"                              bursts of N (default 10000, 0: no limit)\n"
 		"  --max-region-size BYTES     largest region of a channel (default 1 GiB)\n"
+		"  --max-total-size BYTES      all regions together (default: half of\n"
+		"                              the machine's memory)\n"
 		"  --lease-settle-ms MS         forget a lease no handle holds this long\n"
 		"                              after its OPEN (default 1000)\n"
 		"  --help                      show this help and exit\n"
@@ -136,6 +141,10 @@ static void parse_args(int argc, char **argv)
 		case OPT_MAX_REGION_SIZE:
 			rbusd_cfg.max_region_size =
 				parse_num("max-region-size", optarg, 1, UINT64_MAX);
+			break;
+		case OPT_MAX_TOTAL_SIZE:
+			rbusd_cfg.max_total_size =
+				parse_num("max-total-size", optarg, 1, UINT64_MAX);
 			break;
 		case OPT_LEASE_SETTLE:
 			rbusd_cfg.lease_settle_ns = (int64_t)parse_num("lease-settle-ms",
@@ -220,6 +229,14 @@ int main(int argc, char **argv)
 	int status, err;
 
 	parse_args(argc, argv);
+	if (!rbusd_cfg.max_total_size) {
+		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+
+		/* A client must not be able to make the daemon pin all of
+		 * the machine's memory in regions. */
+		rbusd_cfg.max_total_size = pages > 0 && psz > 0 ?
+			(uint64_t)pages * (uint64_t)psz / 2 : UINT64_C(1) << 32;
+	}
 	err = setup_signals();
 	if (err) {
 		log_error("cannot set up signals: %s", strerror(-err));

@@ -20,10 +20,10 @@
  * wrap (pid_max values) within that interval, which a client can only
  * arrange on purpose, and it gains nothing by it: the roles it holds are
  * its own.  Linux 6.5 closes the window with SO_PEERPIDFD; Debian 12's
- * kernel (6.1) lacks it.  The window is not widened later: supplementary
- * groups are read after the pidfd is open and trusted only if the pidfd
- * shows the process still running afterwards, and a record whose pidfd
- * has fired is reaped before a new connection or lease can join it.
+ * kernel (6.1) lacks it.  No rights come from the pid: uid, gid and
+ * supplementary groups are the socket's (SO_PEERCRED, SO_PEERGROUPS, both
+ * recorded at connect()), and a record whose pidfd has fired is reaped
+ * before a new connection or lease can join it.
  *
  * Records are found by the reaper through (pid, generation), never by
  * pointer, since the main thread may free a record (last connection gone,
@@ -254,81 +254,6 @@ int proc_connect(pid_t pid, uid_t uid, struct proc **out)
 	return 0;
 }
 
-/* Parse the numbers of a "Groups:" line into a new array. */
-static int parse_groups(const char *s, gid_t **out, unsigned *n)
-{
-	gid_t *g = NULL;
-	unsigned cap = 0, k = 0;
-
-	for (;;) {
-		char *end;
-		unsigned long v;
-
-		while (*s == ' ' || *s == '\t')
-			s++;
-		if (*s < '0' || *s > '9')
-			break;
-		errno = 0;
-		v = strtoul(s, &end, 10);
-		if (errno || v > UINT32_MAX - 1)
-			goto bad;
-		if (k == cap) {
-			gid_t *ng = reallocarray(g, cap ? cap * 2 : 16, sizeof(*g));
-
-			if (!ng) {
-				free(g);
-				return -ENOMEM;
-			}
-			g = ng;
-			cap = cap ? cap * 2 : 16;
-		}
-		g[k++] = (gid_t)v;
-		s = end;
-	}
-	if (*s && *s != '\n')
-		goto bad;
-	*out = g;
-	*n = k;
-	return 0;
-bad:
-	free(g);
-	return -EBADMSG;
-}
-
-int proc_read_groups(struct proc *p, gid_t **groups, unsigned *n)
-{
-	char path[64];
-	char *line = NULL;
-	size_t cap = 0;
-	FILE *f;
-	int err = -ENODATA;
-
-	*groups = NULL;
-	*n = 0;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)p->pid);
-	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT ? -ESRCH : -errno;
-	while (getline(&line, &cap, f) > 0) {
-		if (strncmp(line, "Groups:", 7) == 0) {
-			err = parse_groups(line + 7, groups, n);
-			break;
-		}
-	}
-	free(line);
-	fclose(f);
-	/* Read after the pidfd was opened: if it still shows the process
-	 * running, the file we read was that process's. */
-	if (!err && pidfd_exited(p->pidfd))
-		err = -ESRCH;
-	if (err) {
-		free(*groups);
-		*groups = NULL;
-		*n = 0;
-	}
-	return err;
-}
-
 void proc_disconnect(struct proc *p)
 {
 	p->nconns--;
@@ -400,6 +325,12 @@ void use_prune_leases(struct use *u, int64_t now)
 		u->proc->nleases--;
 		free(l);
 	}
+}
+
+void proc_prune_leases(struct proc *p, int64_t now)
+{
+	for (struct use *u = p->uses; u; u = u->next)
+		use_prune_leases(u, now);
 }
 
 bool use_holds(const struct use *u, uint32_t role)

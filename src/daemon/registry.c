@@ -120,6 +120,15 @@ struct chan *chan_new(const char *name, struct rbus_region *region,
 	return ch;
 }
 
+/* Bytes of the regions of linked channels and of unlinked ones still
+ * alive (held by a user).  reg_lock. */
+static uint64_t region_bytes;
+
+uint64_t reg_bytes(void)
+{
+	return region_bytes;
+}
+
 int reg_link(struct chan *ch)
 {
 	struct cds_lfht_node *got;
@@ -134,6 +143,8 @@ int reg_link(struct chan *ch)
 	next_id++;
 	cds_list_add_tail_rcu(&ch->order, &by_id);
 	ch->linked = true;
+	ch->counted = true;
+	region_bytes += ch->desc.region_size;
 	ch->refs++;
 	atomic_store_explicit(&nlinked, reg_count() + 1, memory_order_relaxed);
 	return 0;
@@ -165,8 +176,11 @@ static void chan_free_rcu(struct rcu_head *head)
 
 void chan_unref(struct chan *ch)
 {
-	if (--ch->refs == 0)
-		call_rcu(&ch->rcu, chan_free_rcu);
+	if (--ch->refs)
+		return;
+	if (ch->counted)
+		region_bytes -= ch->desc.region_size;
+	call_rcu(&ch->rcu, chan_free_rcu);
 }
 
 void chan_describe(const struct chan *ch, struct rbus_proto_chan *out)

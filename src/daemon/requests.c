@@ -30,7 +30,9 @@
 /* Pages mincore() reports on per call: the vector stays on the stack. */
 #define MINCORE_CHUNK 4096u
 
-static uint32_t last_token = 1;             /* reg_lock */
+/* Tokens are never reused in a run: a reused token could name a live
+ * handle's role to the recovery of a dead one.  reg_lock. */
+static uint64_t last_token = 1;
 
 static bool in_group(const struct peer *pe, uint32_t gid)
 {
@@ -99,11 +101,13 @@ static int create_owner(const struct peer *pe, const struct rbus_req_create *q,
 	return 0;
 }
 
-/* Is there room for one more channel, in the daemon and for @p?  reg_lock. */
-static int create_quota(const struct proc *p)
+/* Is there room for one more channel of @size bytes, in the daemon and
+ * for @p?  reg_lock. */
+static int create_quota(const struct proc *p, uint64_t size)
 {
 	if (reg_count() >= rbusd_cfg.max_channels ||
-	    p->nuses >= rbusd_cfg.max_client_channels)
+	    p->nuses >= rbusd_cfg.max_client_channels ||
+	    reg_bytes() + size > rbusd_cfg.max_total_size)
 		return -EDQUOT;
 	return 0;
 }
@@ -200,7 +204,7 @@ int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *r
 	if (rbus_region_size_for(&o) > rbusd_cfg.max_region_size)
 		return -EFBIG;
 	reg_lock();
-	err = create_quota(pe->proc);
+	err = create_quota(pe->proc, rbus_region_size_for(&o));
 	reg_unlock();
 	if (err)
 		return err;
@@ -228,11 +232,12 @@ int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *r
 
 /* A new lease token: >= 2 (0 means free, 1 is a handle opened without
  * the broker), unique in the run until the counter wraps.  reg_lock. */
+/* The next token, or 0 when all 2^32 - 2 have been handed out. */
 static uint32_t next_token(void)
 {
-	if (++last_token < 2)
-		last_token = 2;
-	return last_token;
+	if (last_token >= UINT32_MAX)
+		return 0;
+	return (uint32_t)++last_token;
 }
 
 /* Record a lease of @role on @ch for @pe's process.  reg_lock. */
@@ -252,6 +257,8 @@ static int open_lease(struct peer *pe, struct chan *ch, uint32_t role,
 	u = proc_use(p, ch, false);
 	if (u)
 		use_prune_leases(u, rbus_now());
+	if (p->nleases >= RBUSD_MAX_CLIENT_LEASES)
+		proc_prune_leases(p, rbus_now());
 	if ((!u && p->nuses >= rbusd_cfg.max_client_channels) ||
 	    p->nleases >= RBUSD_MAX_CLIENT_LEASES)
 		return -EDQUOT;
@@ -260,6 +267,12 @@ static int open_lease(struct peer *pe, struct chan *ch, uint32_t role,
 	if (!u)
 		return -ENOMEM;
 	*token = next_token();
+	if (!*token) {
+		log_error("all 2^32 - 2 role tokens of this run are spent: OPEN refused; "
+			  "restart ringbusd");
+		use_drop_if_idle(u);
+		return -EDQUOT;
+	}
 	err = use_add_lease(u, *token, role, pe->uid);
 	if (err) {
 		use_drop_if_idle(u);

@@ -41,6 +41,7 @@ struct rbusd_config {
 	uint32_t max_client_conns;   /* connections of one process */
 	uint32_t max_rate;           /* requests/s per connection, 0: no limit */
 	uint64_t max_region_size;    /* bytes */
+	uint64_t max_total_size;     /* bytes of all regions together */
 	int64_t lease_settle_ns;     /* see use_prune_leases() */
 };
 
@@ -88,6 +89,7 @@ struct chan {
 	/* Under reg_lock: */
 	unsigned refs;
 	bool linked;
+	bool counted;                /* its region is in reg_bytes() */
 	struct cds_list_head uses;   /* struct use.in_chan */
 	uint32_t nleases;            /* leases of all users */
 	/* Written under reg_lock, read by lock-free readers (relaxed): */
@@ -104,6 +106,8 @@ void reg_fini(void);
 struct chan *reg_lookup(const char *name);
 /* Named channels now (a hint without reg_lock). */
 unsigned long reg_count(void);
+/* Bytes of the regions of all channels alive, linked or not.  reg_lock. */
+uint64_t reg_bytes(void);
 /* A new channel around @region (its reference passes to the channel),
  * with one reference for the caller; not linked yet. */
 struct chan *chan_new(const char *name, struct rbus_region *region,
@@ -179,10 +183,6 @@ void procs_fini(void);
  * gone, or its pid now names another process), -ENOMEM, -EMFILE.  reg_lock.
  */
 int proc_connect(pid_t pid, uid_t uid, struct proc **out);
-/* The supplementary groups of @p, from /proc/PID/status, into a new array
- * (*@groups, *@n).  Returns 0, -ESRCH (exited), -ENOMEM, -EBADMSG.
- * reg_lock. */
-int proc_read_groups(struct proc *p, gid_t **groups, unsigned *n);
 /* A connection of @p closed.  reg_lock. */
 void proc_disconnect(struct proc *p);
 /* Has @p exited?  If so, reap it now (the reaper may not have yet) and
@@ -204,6 +204,8 @@ void use_drop_if_idle(struct use *u);
  * nothing.
  * Never drops @u itself.  reg_lock. */
 void use_prune_leases(struct use *u, int64_t now);
+/* use_prune_leases() for every use of @p.  reg_lock. */
+void proc_prune_leases(struct proc *p, int64_t now);
 /* Does @u hold a lease of @role that shared memory says is held? */
 bool use_holds(const struct use *u, uint32_t role);
 

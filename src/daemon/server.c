@@ -228,20 +228,50 @@ static void conn_drop(struct conn *c)
 	free(c);
 }
 
-/* The process record and groups of a new connection's peer. */
+/* The supplementary groups of @fd's peer as the kernel recorded them at
+ * connect() (SO_PEERGROUPS), into a new array: the same instant as
+ * SO_PEERCRED, so no later process can lend the connection its groups. */
+static int peer_groups(int fd, gid_t **groups, unsigned *n)
+{
+	socklen_t len = 16 * sizeof(gid_t);
+
+	*groups = NULL;
+	*n = 0;
+	for (int tries = 0; tries < 4; tries++) {
+		gid_t *g = malloc(len ? len : sizeof(gid_t));
+
+		if (!g)
+			return -ENOMEM;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) == 0) {
+			*groups = g;
+			*n = (unsigned)(len / sizeof(gid_t));
+			return 0;
+		}
+		free(g);
+		/* ERANGE: len now says how much is needed. */
+		if (errno != ERANGE)
+			return -errno;
+	}
+	return -EAGAIN;
+}
+
+/* The process record and groups of a new connection's peer.  A process
+ * with max_client_conns connections already gets no more: -EMFILE (a
+ * client that connects and never says HELLO must not use up the daemon's
+ * fds either). */
 static int conn_identify(struct conn *c)
 {
-	int err;
+	int err = peer_groups(c->fd, &c->pe.groups, &c->pe.ngroups);
 
+	if (err)
+		return err;
 	reg_lock();
 	rcu_read_lock();
 	err = proc_connect(c->pe.pid, c->pe.uid, &c->pe.proc);
-	if (!err) {
-		err = proc_read_groups(c->pe.proc, &c->pe.groups, &c->pe.ngroups);
-		if (err) {
-			proc_disconnect(c->pe.proc);
-			c->pe.proc = NULL;
-		}
+	if (!err && c->pe.proc->nconns > rbusd_cfg.max_client_conns) {
+		proc_disconnect(c->pe.proc);
+		c->pe.proc = NULL;
+		err = -EMFILE;
 	}
 	rcu_read_unlock();
 	reg_unlock();
@@ -405,7 +435,6 @@ static int do_hello(struct conn *c, const struct rbus_req_hello *q,
 		    struct reply *rep)
 {
 	struct rbus_rep_hello *body = (struct rbus_rep_hello *)rep->u.buf;
-	bool too_many;
 
 	if (q->min_version > q->max_version)
 		return -EINVAL;
@@ -415,13 +444,6 @@ static int do_hello(struct conn *c, const struct rbus_req_hello *q,
 	}
 	if (c->hello)
 		return -EALREADY;
-	reg_lock();
-	too_many = c->pe.proc->nconns > rbusd_cfg.max_client_conns;
-	reg_unlock();
-	if (too_many) {
-		rep->drop = true;
-		return -EMFILE;
-	}
 	c->hello = true;
 	body->version = RBUS_PROTO_VERSION;
 	body->reserved16 = 0;

@@ -202,7 +202,9 @@ RBUS_EXPORT int rbus_broker_connect(const char *path, struct rbus_broker **out)
 	req.max_version = RBUS_PROTO_VERSION;
 	n = roundtrip(b, &req, sizeof(req), &rep, sizeof(rep), fds, &nfds);
 	if (n < 0) {
-		err = n == -ECONNRESET ? -EPROTO : (int)n;
+		/* Hung up before HELLO's reply: the daemon refused the
+		 * connection (ringbusd does, over its per-process limit). */
+		err = n == -ECONNRESET ? -ECONNREFUSED : (int)n;
 		goto fail;
 	}
 	if (rep.r.status < 0) {
