@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -31,12 +32,13 @@ struct rbusd_config rbusd_cfg = {
 	.max_region_size = UINT64_C(1) << 30,
 	.max_total_size = 0,          /* set in main(): half the memory */
 	.lease_settle_ns = 1000000000,
+	.ready_fd = -1,
 };
 
 enum {
 	OPT_SOCKET = 256, OPT_LOG_LEVEL, OPT_MAX_CHANNELS, OPT_MAX_CLIENT_CHANNELS,
 	OPT_MAX_CLIENT_CONNS, OPT_MAX_RATE, OPT_MAX_REGION_SIZE, OPT_LEASE_SETTLE,
-	OPT_MAX_TOTAL_SIZE,
+	OPT_MAX_TOTAL_SIZE, OPT_READY_FD,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -51,6 +53,7 @@ static const struct option long_opts[] = {
 	{ "max-region-size", required_argument, NULL, OPT_MAX_REGION_SIZE },
 	{ "lease-settle-ms", required_argument, NULL, OPT_LEASE_SETTLE },
 	{ "max-total-size", required_argument, NULL, OPT_MAX_TOTAL_SIZE },
+	{ "ready-fd", required_argument, NULL, OPT_READY_FD },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -77,6 +80,8 @@ static void usage(FILE *f)
 		"                              the machine's memory)\n"
 		"  --lease-settle-ms MS         forget a lease no handle holds this long\n"
 		"                              after its OPEN (default 1000)\n"
+		"  --ready-fd FD               once listening, write \"ready\\n\" to FD\n"
+		"                              and close it (for a parent that waits)\n"
 		"  --help                      show this help and exit\n"
 		"  --version                   show the version and exit\n"
 		"\n"
@@ -149,6 +154,14 @@ static void parse_args(int argc, char **argv)
 		case OPT_LEASE_SETTLE:
 			rbusd_cfg.lease_settle_ns = (int64_t)parse_num("lease-settle-ms",
 					optarg, 0, 3600000) * 1000000;
+			break;
+		case OPT_READY_FD:
+			rbusd_cfg.ready_fd = (int)parse_num("ready-fd", optarg, 0, INT32_MAX);
+			if (fcntl(rbusd_cfg.ready_fd, F_GETFD) < 0) {
+				fprintf(stderr, "ringbusd: --ready-fd %s: %s\n", optarg,
+					strerror(errno));
+				bad_usage();
+			}
 			break;
 		case OPT_HELP:
 			usage(stdout);

@@ -43,6 +43,7 @@ struct rbusd_config {
 	uint64_t max_region_size;    /* bytes */
 	uint64_t max_total_size;     /* bytes of all regions together */
 	int64_t lease_settle_ns;     /* see use_prune_leases() */
+	int ready_fd;                /* --ready-fd: told when listening, or -1 */
 };
 
 extern struct rbusd_config rbusd_cfg;

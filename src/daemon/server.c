@@ -731,6 +731,14 @@ int server_run(void)
 	struct epoll_event ev[EVENTS_BATCH];
 
 	log_info("listening on %s (pid %d)", sock_path, (int)getpid());
+	if (rbusd_cfg.ready_fd >= 0) {
+		/* Best effort: a parent that went away does not stop us. */
+		ssize_t w = write(rbusd_cfg.ready_fd, "ready\n", 6);
+
+		(void)w;
+		close(rbusd_cfg.ready_fd);
+		rbusd_cfg.ready_fd = -1;
+	}
 	for (;;) {
 		int timeout = -1, n;
 

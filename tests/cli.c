@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli.c - see cli.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "cli.h"
+
+extern char **environ;
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int decode(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return -1;
+}
+
+static void child_exec(const char *const *argv, const char *const *env)
+{
+	if (env)
+		for (; *env; env++)
+			putenv((char *)*env);
+	execv(argv[0], (char *const *)argv);
+	fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+struct sink {
+	int fd;
+	char *buf;
+	size_t len, cap;
+};
+
+static bool sink_read(struct sink *s)
+{
+	char tmp[65536];
+	ssize_t n = read(s->fd, tmp, sizeof(tmp));
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return true;
+	if (n <= 0) {
+		close(s->fd);
+		s->fd = -1;
+		return false;
+	}
+	if (s->len + (size_t)n + 1 > s->cap) {
+		s->cap = (s->len + (size_t)n + 1) * 2;
+		s->buf = realloc(s->buf, s->cap);
+		ck_assert_ptr_nonnull(s->buf);
+	}
+	memcpy(s->buf + s->len, tmp, (size_t)n);
+	s->len += (size_t)n;
+	s->buf[s->len] = 0;
+	return true;
+}
+
+void cli_run_env(const char *const *argv, const char *const *env,
+		 const void *in, size_t in_len, int limit_s, struct cli_result *res)
+{
+	int pin[2], pout[2], perr[2], status;
+	struct sink out = { .fd = -1 }, err = { .fd = -1 };
+	const unsigned char *inp = in;
+	size_t in_off = 0;
+	int64_t until = mono_ms() + (int64_t)limit_s * 1000;
+	pid_t pid;
+
+	memset(res, 0, sizeof(*res));
+	ck_assert_int_eq(pipe2(pin, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(pout, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(perr, O_CLOEXEC), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(in ? pin[0] : open("/dev/null", O_RDONLY), STDIN_FILENO);
+		dup2(pout[1], STDOUT_FILENO);
+		dup2(perr[1], STDERR_FILENO);
+		child_exec(argv, env);
+	}
+	close(pin[0]);
+	close(pout[1]);
+	close(perr[1]);
+	if (!in || in_len == 0) {
+		close(pin[1]);
+		pin[1] = -1;
+	} else {
+		fcntl(pin[1], F_SETFL, O_NONBLOCK);
+	}
+	out.fd = pout[0];
+	err.fd = perr[0];
+	while (out.fd >= 0 || err.fd >= 0) {
+		struct pollfd pf[3];
+		nfds_t n = 0;
+		int64_t left = until - mono_ms();
+
+		if (left <= 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			ck_abort_msg("%s %s did not finish within %d s; stderr:\n%s",
+				     argv[0], argv[1] ? argv[1] : "", limit_s,
+				     err.buf ? err.buf : "");
+		}
+		if (out.fd >= 0)
+			pf[n++] = (struct pollfd){ .fd = out.fd, .events = POLLIN };
+		if (err.fd >= 0)
+			pf[n++] = (struct pollfd){ .fd = err.fd, .events = POLLIN };
+		if (pin[1] >= 0)
+			pf[n++] = (struct pollfd){ .fd = pin[1], .events = POLLOUT };
+		if (poll(pf, n, (int)left) < 0 && errno != EINTR)
+			ck_abort_msg("poll: %s", strerror(errno));
+		for (nfds_t i = 0; i < n; i++) {
+			if (!pf[i].revents)
+				continue;
+			if (pf[i].fd == out.fd)
+				sink_read(&out);
+			else if (pf[i].fd == err.fd)
+				sink_read(&err);
+			else if (pf[i].fd == pin[1]) {
+				ssize_t w = write(pin[1], inp + in_off, in_len - in_off);
+
+				if (w > 0)
+					in_off += (size_t)w;
+				/* EPIPE: the command stopped reading; fine. */
+				if ((w < 0 && errno != EAGAIN && errno != EINTR) ||
+				    in_off == in_len) {
+					close(pin[1]);
+					pin[1] = -1;
+				}
+			}
+		}
+	}
+	if (pin[1] >= 0)
+		close(pin[1]);
+	{
+		int64_t left = until - mono_ms();
+
+		res->status = cli_wait(pid, left > 1000 ? (int)(left / 1000) : 1);
+	}
+	res->out = out.buf ? out.buf : calloc(1, 1);
+	res->out_len = out.len;
+	res->err = err.buf ? err.buf : calloc(1, 1);
+	res->err_len = err.len;
+}
+
+void cli_run(const char *const *argv, const void *in, size_t in_len,
+	     int limit_s, struct cli_result *res)
+{
+	cli_run_env(argv, NULL, in, in_len, limit_s, res);
+}
+
+void cli_free(struct cli_result *res)
+{
+	free(res->out);
+	free(res->err);
+	memset(res, 0, sizeof(*res));
+}
+
+pid_t cli_spawn(const char *const *argv, int in_fd, int out_fd, int err_fd)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(in_fd >= 0 ? in_fd : null, STDIN_FILENO);
+		dup2(out_fd >= 0 ? out_fd : null, STDOUT_FILENO);
+		dup2(err_fd >= 0 ? err_fd : null, STDERR_FILENO);
+		child_exec(argv, NULL);
+	}
+	return pid;
+}
+
+int cli_wait(pid_t pid, int limit_s)
+{
+	int64_t until = mono_ms() + (int64_t)limit_s * 1000;
+	int status;
+
+	/* Poll the child's state without sleeping: a blocking waitpid() with
+	 * an alarm would need a signal handler in the test. */
+	for (;;) {
+		struct timespec ts = { 0, 0 };
+		sigset_t set;
+		pid_t w = waitpid(pid, &status, WNOHANG);
+
+		if (w == pid)
+			return decode(status);
+		ck_assert_int_eq(w, 0);
+		if (mono_ms() > until) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			ck_abort_msg("pid %d did not exit within %d s", (int)pid, limit_s);
+		}
+		/* Wait for SIGCHLD (blocked, so it stays pending), 100 ms at most. */
+		sigemptyset(&set);
+		sigaddset(&set, SIGCHLD);
+		sigprocmask(SIG_BLOCK, &set, NULL);
+		ts.tv_nsec = 100000000;
+		sigtimedwait(&set, NULL, &ts);
+	}
+}
+
+void cli_daemon_start(struct cli_daemon *d, const char *const *extra)
+{
+	const char *argv[32] = { CLI_DAEMON_PATH, "--socket", d->sock,
+				 "--log-level", "debug", "--ready-fd" };
+	char fdbuf[16], buf[16];
+	int p[2], logfd, i = 7;
+	ssize_t n;
+
+	strcpy(d->dir, "/tmp/rbus-cli-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(d->dir));
+	ck_assert_int_eq(chmod(d->dir, 0755), 0);
+	snprintf(d->sock, sizeof(d->sock), "%s/d.sock", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/d.log", d->dir);
+	argv[2] = d->sock;
+	ck_assert_int_eq(pipe(p), 0);  /* the write end is inherited */
+	snprintf(fdbuf, sizeof(fdbuf), "%d", p[1]);
+	argv[6] = fdbuf;
+	for (; extra && *extra && i < 31; extra++)
+		argv[i++] = *extra;
+	argv[i] = NULL;
+	logfd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ck_assert_int_ge(logfd, 0);
+	d->pid = fork();
+	ck_assert_int_ge(d->pid, 0);
+	if (d->pid == 0) {
+		close(p[0]);
+		dup2(logfd, STDERR_FILENO);
+		child_exec(argv, NULL);
+	}
+	close(p[1]);
+	close(logfd);
+	n = read(p[0], buf, sizeof(buf));
+	close(p[0]);
+	if (n != 6 || memcmp(buf, "ready\n", 6)) {
+		char *log = cli_slurp(d->log, NULL);
+
+		ck_abort_msg("ringbusd did not start; its log:\n%s", log);
+	}
+}
+
+void cli_daemon_stop(struct cli_daemon *d)
+{
+	int status;
+	char path[128];
+
+	if (d->pid <= 0)
+		return;
+	kill(d->pid, SIGTERM);
+	ck_assert_int_eq(waitpid(d->pid, &status, 0), d->pid);
+	d->pid = 0;
+	if (status) {
+		char *log = cli_slurp(d->log, NULL);
+
+		ck_abort_msg("ringbusd exited with status 0x%x on SIGTERM; its log:\n%s",
+			     status, log);
+	}
+	unlink(d->log);
+	snprintf(path, sizeof(path), "%s/d.sock.lock", d->dir);
+	unlink(path);
+	rmdir(d->dir);
+}
+
+char *cli_slurp(const char *path, size_t *len)
+{
+	struct sink s = { .fd = open(path, O_RDONLY | O_CLOEXEC) };
+
+	if (s.fd < 0)
+		return strdup("");
+	while (s.fd >= 0)
+		sink_read(&s);
+	if (len)
+		*len = s.len;
+	return s.buf ? s.buf : calloc(1, 1);
+}
+
+bool cli_has(const char *hay, const char *needle)
+{
+	return hay && strstr(hay, needle) != NULL;
+}
