@@ -6,13 +6,17 @@
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <check.h>
 
 #include "cli.h"
+#include "helpers.h"
 
 #define LIMIT 30  /* seconds any one command may take */
 
@@ -83,6 +87,237 @@ START_TEST(usage_errors)
 }
 END_TEST
 
+/* ---- ls and stat through the broker ------------------------------------- */
+
+static struct cli_daemon D;
+
+static void setup(void) { cli_daemon_start(&D, NULL); }
+static void teardown(void) { cli_daemon_stop(&D); }
+
+/* Create a persistent channel @name as root, mode @mode. */
+static void create(struct rbus_broker *b, const char *name, enum rbus_kind kind,
+		   uint32_t mode)
+{
+	struct rbus_broker_create_opts o;
+
+	rbus_broker_create_opts_init(&o);
+	o.kind = kind;
+	o.capacity = 64;
+	o.max_msg = 100;
+	o.mode = mode;
+	o.flags = RBUS_BROKER_PERSISTENT;
+	ck_assert_rbus(rbus_broker_create(b, name, &o, NULL), 0);
+}
+
+START_TEST(ls_empty)
+{
+	struct cli_result r;
+
+	run(&r, (const char *[]){ CLI_PATH, "ls", "--socket", D.sock, NULL });
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_str_eq(r.out, "");
+	ck_assert_str_eq(r.err, "");
+	cli_free(&r);
+	run(&r, (const char *[]){ CLI_PATH, "ls", "--socket", D.sock, "--json", NULL });
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_str_eq(r.out, "{\"channels\":[]}\n");
+	cli_free(&r);
+}
+END_TEST
+
+START_TEST(ls_and_stat)
+{
+	struct rbus_broker *b;
+	struct rbus_channel *p;
+	struct cli_result r;
+	char want[128];
+
+	ck_assert_rbus(rbus_broker_connect(D.sock, &b), 0);
+	create(b, "sensors.imu", RBUS_KIND_SPSC, 0640);
+	create(b, "jobs", RBUS_KIND_MPMC, 0600);
+	ck_assert_rbus(rbus_broker_open(b, "sensors.imu", RBUS_PRODUCER, 0, &p), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_rbus(rbus_send(p, "abc", 3), 0);
+
+	run(&r, (const char *[]){ CLI_PATH, "ls", "--socket", D.sock, NULL });
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(cli_has(r.out, "NAME"), "%s", r.out);
+	ck_assert_msg(cli_has(r.out, "sensors.imu") && cli_has(r.out, "jobs"), "%s", r.out);
+	/* In creation order, with kind, capacity, the producer and the mode. */
+	ck_assert_msg(strstr(r.out, "sensors.imu") < strstr(r.out, "jobs"), "%s", r.out);
+	{
+		char kind[8], wake[8], mode[12];
+		unsigned cap, max;
+		const char *line = strstr(r.out, "sensors.imu");
+
+		ck_assert_int_eq(sscanf(line, "sensors.imu %7s %7s %u %u %*s %*s %*s %*s %*s %11s",
+					kind, wake, &cap, &max, mode), 5);
+		ck_assert_str_eq(kind, "spsc");
+		ck_assert_str_eq(wake, "futex");
+		ck_assert_uint_eq(cap, 64);
+		ck_assert_uint_eq(max, 100);
+		ck_assert_str_eq(mode, "rw-r-----");
+	}
+	cli_free(&r);
+
+	run(&r, (const char *[]){ CLI_PATH, "ls", "-s", D.sock, "-j", NULL });
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(cli_has(r.out, "{\"name\":\"sensors.imu\",\"id\":"), "%s", r.out);
+	ck_assert_msg(cli_has(r.out, "\"kind\":\"mpmc\""), "%s", r.out);
+	ck_assert_msg(cli_has(r.out, "\"mode\":\"0640\""), "%s", r.out);
+	ck_assert_msg(cli_has(r.out, "\"producers\":1,\"consumers\":0"), "%s", r.out);
+	cli_free(&r);
+
+	run(&r, (const char *[]){ CLI_PATH, "stat", "--socket", D.sock, "sensors.imu", NULL });
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(cli_has(r.out, "fill      3 of 64"), "%s", r.out);
+	ck_assert_msg(cli_has(r.out, "messages  in 3, out 0"), "%s", r.out);
+	ck_assert_msg(cli_has(r.out, "attached  1 producer, 0 consumers"), "%s", r.out);
+	snprintf(want, sizeof(want), "pid %-8d uid %-6u producer", (int)getpid(),
+		 (unsigned)getuid());
+	ck_assert_msg(cli_has(r.out, want), "no \"%s\" in:\n%s", want, r.out);
+	ck_assert_msg(cli_has(r.out, "resident"), "%s", r.out);
+	cli_free(&r);
+
+	run(&r, (const char *[]){ CLI_PATH, "stat", "-s", D.sock, "--json", "sensors.imu",
+				  NULL });
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(cli_has(r.out, "\"fill\":3,\"messages_in\":3,\"messages_out\":0"),
+		      "%s", r.out);
+	snprintf(want, sizeof(want), "{\"pid\":%d,\"uid\":%u,\"role\":\"producer\"}",
+		 (int)getpid(), (unsigned)getuid());
+	ck_assert_msg(cli_has(r.out, want), "no %s in:\n%s", want, r.out);
+	cli_free(&r);
+
+	/* --watch: refreshes, the second with rates. */
+	for (int i = 0; i < 5; i++)
+		ck_assert_rbus(rbus_send(p, "abc", 3), 0);
+	run(&r, (const char *[]){ CLI_PATH, "stat", "-s", D.sock, "--watch", "--count", "2",
+				  "--interval", "20ms", "--json", "sensors.imu", NULL });
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(cli_has(r.out, "\"fill\":8"), "%s", r.out);
+	ck_assert_ptr_nonnull(strchr(r.out, '\n'));
+	ck_assert_msg(cli_has(strchr(r.out, '\n') + 1, "\"rates\":{\"in_per_s\":0"),
+		      "the second refresh has no rates:\n%s", r.out);
+	cli_free(&r);
+
+	rbus_channel_close(p);
+	rbus_broker_close(b);
+}
+END_TEST
+
+START_TEST(stat_errors)
+{
+	struct rbus_broker *b;
+	struct cli_result r;
+
+	/* No such channel: 4. */
+	run(&r, (const char *[]){ CLI_PATH, "stat", "-s", D.sock, "nope", NULL });
+	ck_assert_int_eq(r.status, 4);
+	ck_assert_msg(cli_has(r.err, "no channel 'nope'"), "%s", r.err);
+	cli_free(&r);
+
+	/* Permission: uid nobody may neither consume nor produce on 0600. */
+	ck_assert_rbus(rbus_broker_connect(D.sock, &b), 0);
+	create(b, "private", RBUS_KIND_SPSC, 0600);
+	rbus_broker_close(b);
+	run(&r, (const char *[]){ "/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+				  "--clear-groups", CLI_PATH, "stat", "-s", D.sock,
+				  "private", NULL });
+	ck_assert_msg(r.status == 5, "exit %d; stderr:\n%s", r.status, r.err);
+	ck_assert_msg(cli_has(r.err, "channel 'private': permission refused"), "%s", r.err);
+	cli_free(&r);
+
+	/* No broker: 3, for ls and stat, naming the socket. */
+	for (int i = 0; i < 2; i++) {
+		run(&r, (const char *[]){ CLI_PATH, i ? "stat" : "ls", "-s",
+					  "/nonexistent/ringbusd.sock", i ? "x" : NULL, NULL });
+		ck_assert_int_eq(r.status, 3);
+		ck_assert_msg(cli_has(r.err, "no broker at /nonexistent/ringbusd.sock"),
+			      "%s", r.err);
+		cli_free(&r);
+	}
+}
+END_TEST
+
+/* ---- stat without a broker ------------------------------------------------ */
+
+START_TEST(stat_fd_and_shm)
+{
+	struct rbus_region_opts o;
+	struct rbus_region *reg;
+	struct rbus_channel *p, *c;
+	struct cli_result r;
+	char redirect[128], shm[64];
+	char buf[16];
+
+	rbus_region_opts_init(&o);
+	o.kind = RBUS_KIND_MPMC;
+	o.capacity = 16;
+	o.max_msg = 32;
+	ck_assert_rbus(rbus_region_create(&o, &reg), 0);
+	ck_assert_rbus(rbus_channel_open(reg, RBUS_PRODUCER, 0, &p), 0);
+	ck_assert_rbus(rbus_channel_open(reg, RBUS_CONSUMER, 0, &c), 0);
+	for (int i = 0; i < 7; i++)
+		ck_assert_rbus(rbus_send(p, "x", 1), 0);
+	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
+
+	/* Another process's memfd, through /proc, as ringbus(1) documents. */
+	snprintf(redirect, sizeof(redirect), "exec %s stat --fd 3 3<>/proc/%d/fd/%d",
+		 CLI_PATH, (int)getpid(), rbus_region_fd(reg));
+	run(&r, (const char *[]){ "/bin/sh", "-c", redirect, NULL });
+	ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+	ck_assert_msg(cli_has(r.out, "kind      mpmc"), "%s", r.out);
+	ck_assert_msg(cli_has(r.out, "fill      6 of 16"), "%s", r.out);
+	ck_assert_msg(cli_has(r.out, "messages  in 7, out 1"), "%s", r.out);
+	ck_assert_msg(cli_has(r.out, "attached  1 producer, 1 consumer"), "%s", r.out);
+	cli_free(&r);
+	rbus_channel_close(p);
+	rbus_channel_close(c);
+	rbus_region_close(reg);
+
+	/* A POSIX shm region, by name, --json. */
+	snprintf(shm, sizeof(shm), "/rbus-cli-test-%d", (int)getpid());
+	rbus_region_opts_init(&o);
+	o.shm_name = shm;
+	o.capacity = 8;
+	o.start_index = UINT64_C(1) << 32;
+	ck_assert_rbus(rbus_region_create(&o, &reg), 0);
+	ck_assert_rbus(rbus_channel_open(reg, RBUS_PRODUCER, 0, &p), 0);
+	ck_assert_rbus(rbus_send(p, "y", 1), 0);
+	run(&r, (const char *[]){ CLI_PATH, "stat", "--shm", shm, "--json", NULL });
+	ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+	ck_assert_msg(cli_has(r.out, "\"kind\":\"spsc\""), "%s", r.out);
+	ck_assert_msg(cli_has(r.out, "\"fill\":1,\"messages_in\":1,\"messages_out\":0"),
+		      "%s", r.out);
+	cli_free(&r);
+	rbus_channel_close(p);
+	rbus_region_close(reg);
+	ck_assert_int_eq(shm_unlink(shm), 0);
+
+	/* Gone now: 4.  And an fd that is no region: 1. */
+	run(&r, (const char *[]){ CLI_PATH, "stat", "--shm", shm, NULL });
+	ck_assert_msg(r.status == 4, "exit %d: %s", r.status, r.err);
+	ck_assert_msg(cli_has(r.err, shm), "%s", r.err);
+	cli_free(&r);
+	{
+		char junk[] = "/tmp/rbus-cli-junk-XXXXXX", cmd[160], page[8192];
+		int fd = mkstemp(junk);
+
+		ck_assert_int_ge(fd, 0);
+		memset(page, 'x', sizeof(page));
+		ck_assert_int_eq(write(fd, page, sizeof(page)), (int)sizeof(page));
+		close(fd);
+		snprintf(cmd, sizeof(cmd), "exec %s stat --fd 3 3<>%s", CLI_PATH, junk);
+		run(&r, (const char *[]){ "/bin/sh", "-c", cmd, NULL });
+		unlink(junk);
+	}
+	ck_assert_msg(r.status == 1, "exit %d: %s", r.status, r.err);
+	ck_assert_msg(cli_has(r.err, "ringbus stat: fd 3: "), "%s", r.err);
+	cli_free(&r);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli_stat");
@@ -91,6 +326,19 @@ static Suite *cli_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, version_and_help);
 	tcase_add_test(tc, usage_errors);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("broker");
+	tcase_set_timeout(tc, 120);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, ls_empty);
+	tcase_add_test(tc, ls_and_stat);
+	tcase_add_test(tc, stat_errors);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("region");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, stat_fd_and_shm);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -66,6 +66,10 @@ int rb_parse_wakeup(const char *opt, const char *s, uint32_t *out);
 const char *rb_kind_name(enum rbus_kind k);
 const char *rb_wakeup_name(uint32_t w);
 
+/* Is @name a channel name (broker.h: 1 to 63 bytes of [A-Za-z0-9._-], not
+ * starting with '.' or '-')?  Returns 0, or prints why not and returns -1. */
+int rb_check_name(const char *name);
+
 /* Connect to the broker at @socket (NULL: the usual lookup); on failure
  * print why, naming the socket, and return the exit status (> 0). */
 int rb_connect(const char *socket, struct rbus_broker **out);

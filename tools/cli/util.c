@@ -242,6 +242,20 @@ const char *rb_wakeup_name(uint32_t w)
 	return w == RBUS_WAKE_FUTEX ? "futex" : w == RBUS_WAKE_EVENTFD ? "eventfd" : "?";
 }
 
+int rb_check_name(const char *name)
+{
+	size_t n = strlen(name);
+	bool ok = n >= 1 && n <= RBUS_NAME_MAX && name[0] != '.' && name[0] != '-';
+
+	for (size_t i = 0; ok && i < n; i++)
+		ok = isalnum((unsigned char)name[i]) || strchr("._-", name[i]);
+	if (ok)
+		return 0;
+	rb_usage_err("'%s' is not a channel name (1 to %u bytes of A-Z a-z 0-9 . _ -, "
+		     "not starting with . or -)", name, RBUS_NAME_MAX);
+	return -1;
+}
+
 int rb_connect(const char *socket, struct rbus_broker **out)
 {
 	char path[128];
