@@ -318,6 +318,19 @@ START_TEST(stat_fd_and_shm)
 }
 END_TEST
 
+/* ringbusd --ready-fd, which every test here relies on, refuses a closed fd. */
+START_TEST(daemon_ready_fd_closed)
+{
+	struct cli_result r;
+
+	run(&r, (const char *[]){ CLI_DAEMON_PATH, "--socket", "/tmp/unused.sock",
+				  "--ready-fd", "99", NULL });
+	ck_assert_int_eq(r.status, 2);
+	ck_assert_msg(cli_has(r.err, "--ready-fd 99: Bad file descriptor"), "%s", r.err);
+	cli_free(&r);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli_stat");
@@ -326,6 +339,7 @@ static Suite *cli_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, version_and_help);
 	tcase_add_test(tc, usage_errors);
+	tcase_add_test(tc, daemon_ready_fd_closed);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("broker");
