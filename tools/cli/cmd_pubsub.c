@@ -45,6 +45,9 @@
 #include "cli.h"
 
 #define BATCH     256u                  /* messages per index update */
+/* Lines of logs and text often pass the library's 256-byte default: the
+ * command creates channels for 4 KiB messages (4 MiB with 1024 slots). */
+#define PUBSUB_DEFAULT_MAX_MSG 4096u
 #define IN_CHUNK  (1u << 20)            /* pub: bytes asked of each read() */
 #define OUT_BUF   (256u << 10)          /* sub: output buffer */
 #define POLL_NS   (10 * 1000000LL)      /* waiting for the other side to appear */
@@ -141,7 +144,7 @@ static void help_common(FILE *f)
 		"                       still in it, when its last user process exits\n"
 		"\n",
 		RBUS_CAPACITY_MIN, RBUS_CAPACITY_MAX, RBUS_DEFAULT_CAPACITY,
-		RBUS_MAX_MSG_LIMIT >> 20, RBUS_DEFAULT_MAX_MSG);
+		RBUS_MAX_MSG_LIMIT >> 20, PUBSUB_DEFAULT_MAX_MSG);
 }
 
 static void help_pub(FILE *f)
@@ -273,6 +276,7 @@ static int parse_args(int argc, char **argv, struct opts *o,
 	memset(o, 0, sizeof(*o));
 	o->timeout_ns = -1;
 	rbus_broker_create_opts_init(&o->create);
+	o->create.max_msg = PUBSUB_DEFAULT_MAX_MSG;
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
