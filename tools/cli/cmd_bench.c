@@ -370,10 +370,11 @@ static double stats(double *v, int n, double *min, double *max)
 /* All processes of a run wait here for each other; returns the time. */
 static uint64_t barrier(int n)
 {
-	/* Release: the last arrival publishes go after every fetch_add;
-	 * pairs with the acquire load below, so that what each process
-	 * stored before the barrier (res[].pid) is visible after it. */
-	if (atomic_fetch_add(&shc->ready, 1) + 1 == n)
+	/* Acq_rel: each arrival releases what it stored before the barrier
+	 * (res[].pid), and the last one acquires it all (the increments form
+	 * one release sequence) to pass it on with go: its release store
+	 * pairs with the acquire load below. */
+	if (atomic_fetch_add_explicit(&shc->ready, 1, memory_order_acq_rel) + 1 == n)
 		atomic_store_explicit(&shc->go, 1, memory_order_release);
 	while (!atomic_load_explicit(&shc->go, memory_order_acquire))
 		sched_yield();
@@ -564,7 +565,8 @@ static int producer(const struct run *ru, int idx)
 	waits_since(ru, w0, idx);       /* before our close wakes the consumers */
 	shc->res[idx].t_start = t0;
 	shc->res[idx].count = seq;
-	atomic_fetch_add(&shc->total_sent, seq);
+	/* Relaxed: published by the release increment of prod_done. */
+	atomic_fetch_add_explicit(&shc->total_sent, seq, memory_order_relaxed);
 	/* Release: publishes total_sent above; pairs with the acquire load
 	 * in drained(). */
 	atomic_fetch_add_explicit(&shc->prod_done, 1, memory_order_release);
@@ -583,8 +585,11 @@ static bool drained(int np, uint64_t got, uint64_t *flushed)
 	/* Acquire: pairs with the producers' release increments. */
 	if (atomic_load_explicit(&shc->prod_done, memory_order_acquire) < np)
 		return false;
-	sent = atomic_load(&shc->total_sent);
-	all = atomic_fetch_add(&shc->total_recv, got - *flushed) + (got - *flushed);
+	/* Relaxed: ordered after the acquire load above. */
+	sent = atomic_load_explicit(&shc->total_sent, memory_order_relaxed);
+	/* Relaxed: a sum; the increments of one word are totally ordered. */
+	all = atomic_fetch_add_explicit(&shc->total_recv, got - *flushed,
+					memory_order_relaxed) + (got - *flushed);
 	*flushed = got;
 	return all >= sent;             /* the parent compares the counts */
 }
