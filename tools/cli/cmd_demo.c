@@ -333,6 +333,8 @@ static const char *child_name(int k)
 static volatile sig_atomic_t interrupted;
 static sigset_t wait_mask;   /* the mask during ppoll() */
 static sigset_t saved_mask;  /* the mask we were started with */
+static struct sigaction saved_action[3];
+static const int handled[3] = { SIGINT, SIGTERM, SIGCHLD };
 
 static void on_signal(int sig)
 {
@@ -359,9 +361,16 @@ static void signals_install(void)
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_NOCLDSTOP;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGCHLD, &sa, NULL);
+	for (int i = 0; i < 3; i++)
+		sigaction(handled[i], &sa, &saved_action[i]);
+}
+
+/* Leave the process as we found it: the handlers are this command's. */
+static void signals_restore(void)
+{
+	for (int i = 0; i < 3; i++)
+		sigaction(handled[i], &saved_action[i], NULL);
+	sigprocmask(SIG_SETMASK, &saved_mask, NULL);
 }
 
 /* A child of ours starts with the default handlers and nothing blocked
@@ -760,31 +769,30 @@ static int producer_main(struct demo *d)
 	start = rb_now_ns();
 	end = start + (uint64_t)d->o.duration_ns;
 	atomic_store_explicit(&sh->prod.start_ns, start, memory_order_relaxed);
-	for (seq = 0;; seq++) {
+	for (seq = 0;;) {
 		uint64_t now = rb_now_ns();
 
 		if (flag(&sh->stop))
 			break;
 		if (d->o.rate) {
-			/* Sample seq is due at start + seq / rate, and the run
-			 * sends every sample due before the end: rate x duration
-			 * of them, however late a wake-up comes, and then waits
-			 * for the end.  Sleep until
-			 * due (never spin: the CPUs are shared); after a late
-			 * wake-up what is due goes at once, so that the rate
-			 * holds on average. */
+			/* Sample seq is due at start + seq / rate.  Every sample
+			 * due before the end is sent, however late a wake-up
+			 * comes (so a run sends rate x duration of them), and
+			 * then the producer waits for the end.  It sleeps until
+			 * the next is due, never spins (the CPUs are shared);
+			 * after a late wake-up what is due goes at once, so that
+			 * the rate holds on average. */
 			uint64_t due = start + (uint64_t)((unsigned __int128)seq * 1000000000u /
 							  d->o.rate);
 
 			if (due >= end) {
 				if (now >= end)
 					break;
-				due = end;  /* none left: the run lasts its time */
+				due = end;
 			}
 			if (due > now) {
 				/* In slices, to notice a stop at low rates. */
 				sleep_until(due - now > WAIT_NS ? now + WAIT_NS : due);
-				seq--;
 				continue;
 			}
 		} else if (now >= end) {
@@ -806,6 +814,7 @@ static int producer_main(struct demo *d)
 			bump(&sh->prod.sent_to[i], 1);
 		}
 		bump(&sh->prod.sent, 1);
+		seq++;
 	}
 stop:
 	atomic_store_explicit(&sh->prod.end_ns, rb_now_ns(), memory_order_relaxed);
@@ -1454,8 +1463,8 @@ int cmd_demo(int argc, char **argv)
 		int r = rbus_broker_socket_path(d->o.socket, d->sock, sizeof(d->sock));
 
 		if (r < 0) {
-			rb_err("--socket %s: %s", d->o.socket, rbus_strerror(r));
-			return RB_EXIT_USAGE;
+			st = rb_usage_err("--socket %s: %s", d->o.socket, rbus_strerror(r));
+			goto out;
 		}
 	} else if (daemon_start(d)) {
 		st = RB_EXIT_FAIL;
@@ -1489,5 +1498,6 @@ out:
 		st = RB_EXIT_FAIL;
 	if (interrupted && !d->t0)
 		rb_err("interrupted before the run began");
+	signals_restore();
 	return st;
 }
