@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,61 @@ END_TEST
 
 /* ---- failures ---------------------------------------------------------------- */
 
+/* A consumer that dies mid-run is a failure the demo names, and the run
+ * ends at once, not at --duration: the header tells us the consumers'
+ * pids (read through the pipe: no sleeping), and we kill one. */
+START_TEST(consumer_killed)
+{
+	const char *argv[] = { CLI_PATH, "demo", "--duration", "60", "--rate", "1000", NULL };
+	int out[2], err[2];
+	char buf[4096], want[80], *errtext;
+	size_t len = 0;
+	int b, status;
+	pid_t pid;
+	FILE *f;
+
+	ck_assert_int_eq(pipe(out), 0);
+	ck_assert_int_eq(pipe(err), 0);
+	pid = cli_spawn(argv, -1, out[1], err[1]);
+	close(out[1]);
+	close(err[1]);
+	f = fdopen(out[0], "r");
+	ck_assert_ptr_nonnull(f);
+	for (;;) {
+		const char *p;
+
+		ck_assert_msg(fgets(buf + len, (int)(sizeof(buf) - len), f),
+			      "no consumer pids in:\n%s", buf);
+		p = strstr(buf + len, "consumers pid ");
+		len += strlen(buf + len);
+		if (p) {
+			ck_assert_int_eq(sscanf(p, "consumers pid %*d and %d", &b), 1);
+			break;
+		}
+	}
+	ck_assert_int_eq(kill(b, SIGKILL), 0);
+	status = cli_wait(pid, LIMIT);
+	while (len < sizeof(buf) - 1 && fgets(buf + len, (int)(sizeof(buf) - len), f))
+		len += strlen(buf + len);
+	fclose(f);
+	errtext = malloc(65536);
+	ck_assert_ptr_nonnull(errtext);
+	len = 0;
+	for (ssize_t n; (n = read(err[0], errtext + len, 65535 - len)) > 0;)
+		len += (size_t)n;
+	errtext[len] = 0;
+	close(err[0]);
+	ck_assert_msg(status == 1, "exit %d; stdout:\n%s\nstderr:\n%s", status, buf, errtext);
+	/* Whether it lost samples depends on when it died; its death, with
+	 * the channel it served, is always told. */
+	snprintf(want, sizeof(want), "consumer 1 (pid %d, channel demo-", b);
+	ck_assert_msg(cli_has(errtext, want), "%s", errtext);
+	ck_assert_msg(cli_has(errtext, ") was killed by signal 9"), "%s", errtext);
+	ck_assert_msg(cli_has(buf, "FAILED: "), "%s", buf);
+	free(errtext);
+}
+END_TEST
+
 START_TEST(no_broker)
 {
 	struct cli_result r;
@@ -315,6 +371,7 @@ static Suite *demo_suite(void)
 	tcase_add_test(runs, given_broker);
 	suite_add_tcase(s, runs);
 	tcase_set_timeout(fails, 2 * LIMIT);
+	tcase_add_test(fails, consumer_killed);
 	tcase_add_test(fails, no_broker);
 	tcase_add_test(fails, bad_daemon);
 	tcase_add_test(fails, usage_errors);

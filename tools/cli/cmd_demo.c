@@ -326,6 +326,18 @@ static const char *child_name(int k)
 	return names[k];
 }
 
+/* "consumer 1 (pid 123, channel demo-99-1)", for messages about child @k. */
+static const char *child_label(const struct demo *d, int k, char *buf, size_t len)
+{
+	if (k == 0)
+		snprintf(buf, len, "producer (pid %d, channels %s and %s)", (int)d->pid[0],
+			 d->name[0], d->name[1]);
+	else
+		snprintf(buf, len, "%s (pid %d, channel %s)", child_name(k), (int)d->pid[k],
+			 d->name[k - 1]);
+	return buf;
+}
+
 /* ---- signals -------------------------------------------------------------------
  * SIGINT and SIGTERM end the run early; SIGCHLD only has to interrupt
  * ppoll().  The three are blocked except inside ppoll(), so none can
@@ -1267,12 +1279,13 @@ static int start_children(struct demo *d)
 			return -1;
 		if (reap(d) < 1 + NCONS) {
 			for (int k = 0; k < 1 + NCONS; k++) {
-				char how[64];
+				char how[64], label[160];
 
 				if (!d->reaped[k])
 					continue;
 				describe_status(how, sizeof(how), d->status[k]);
-				rb_err("the %s %s before the start", child_name(k), how);
+				rb_err("%s %s before the start",
+				       child_label(d, k, label, sizeof(label)), how);
 			}
 			return -1;
 		}
@@ -1364,12 +1377,12 @@ static int finish(struct demo *d)
 	}
 	run_ns = end > start ? end - start : 0;
 	for (int k = 0; k < 1 + NCONS; k++) {
-		char how[64];
+		char how[64], label[160];
 
 		if (!d->status[k])
 			continue;
 		describe_status(how, sizeof(how), d->status[k]);
-		rb_err("the %s %s", child_name(k), how);
+		rb_err("%s %s", child_label(d, k, label, sizeof(label)), how);
 		ok = false;
 	}
 	if (!flag(&d->sh->prod.done))
