@@ -468,10 +468,16 @@ static void print_daemon_log(const struct demo *d)
 {
 	char buf[4096];
 	ssize_t n;
+	struct stat st;
 	int fd = open(d->log, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
 		return;
+	if (fstat(fd, &st) == 0 && st.st_size == 0) {
+		fprintf(stderr, "(its log, %s, is empty)\n", d->log);
+		close(fd);
+		return;
+	}
 	fprintf(stderr, "--- %s ---\n", d->log);
 	while ((n = read(fd, buf, sizeof(buf))) > 0)
 		fwrite(buf, 1, (size_t)n, stderr);
@@ -588,9 +594,16 @@ static int daemon_start(struct demo *d)
 	if (got != 6 || memcmp(buf, "ready\n", 6)) {
 		char how[64] = "";
 
-		if (waitpid(d->daemon_pid, &d->daemon_status, 0) == d->daemon_pid) {
-			describe_status(how, sizeof(how), d->daemon_status);
-			d->daemon_pid = 0;
+		/* EOF: it exited, or is about to (if it closed the fd and
+		 * lives on, daemon_stop() ends it). */
+		until = rb_now_ns() + 2000000000u;
+		while (!interrupted && rb_now_ns() < until) {
+			if (waitpid(d->daemon_pid, &d->daemon_status, WNOHANG) == d->daemon_pid) {
+				describe_status(how, sizeof(how), d->daemon_status);
+				d->daemon_pid = 0;
+				break;
+			}
+			wait_event(-1, until);
 		}
 		rb_err("%s did not start (%s); its log follows", d->daemon,
 		       how[0] ? how : "no ready message");
@@ -1128,6 +1141,15 @@ static void print_summary(struct demo *d, const struct result *res, bool ok, uin
 		printf("FAILED: not every sample sent was verified (see the messages above)\n");
 }
 
+/* --json: one object, on one line (ringbus(1) lists the keys):
+ *   ok, interrupted, socket, private_broker, duration_s (asked), rate
+ *   (asked; 0 full speed), capacity, sample_bytes,
+ *   producer {cpu (-1 unpinned), sent, seconds, samples_per_s,
+ *             full_waits [per channel]},
+ *   consumers [{channel, cpu, ok, sent (to its channel), received,
+ *               verified, lost, corrupt, out_of_order, empty_waits,
+ *               msgs_per_s, mb_per_s, latency_ns {p50, p90, p99, max, mean}}]
+ * New keys may come; these keep their meaning. */
 static void print_json(struct demo *d, const struct result *res, bool ok, uint64_t run_ns)
 {
 	struct rb_json j;
