@@ -474,14 +474,15 @@ static void print_daemon_log(const struct demo *d)
 	if (fd < 0)
 		return;
 	if (fstat(fd, &st) == 0 && st.st_size == 0) {
-		fprintf(stderr, "(its log, %s, is empty)\n", d->log);
+		fputs("(its log is empty)\n", stderr);
 		close(fd);
 		return;
 	}
-	fprintf(stderr, "--- %s ---\n", d->log);
+	/* The directory goes at exit: show the log, not its path. */
+	fputs("--- ringbusd's log ---\n", stderr);
 	while ((n = read(fd, buf, sizeof(buf))) > 0)
 		fwrite(buf, 1, (size_t)n, stderr);
-	fprintf(stderr, "--- end of %s ---\n", d->log);
+	fputs("--- end of ringbusd's log ---\n", stderr);
 	close(fd);
 }
 
@@ -605,7 +606,7 @@ static int daemon_start(struct demo *d)
 			}
 			wait_event(-1, until);
 		}
-		rb_err("%s did not start (%s); its log follows", d->daemon,
+		rb_err("%s did not start (%s)", d->daemon,
 		       how[0] ? how : "no ready message");
 		print_daemon_log(d);
 		return -1;
@@ -625,7 +626,7 @@ static int daemon_stop(struct demo *d)
 
 		if (w == d->daemon_pid) {
 			describe_status(how, sizeof(how), d->daemon_status);
-			rb_err("ringbusd %s during the run; its log follows", how);
+			rb_err("ringbusd %s during the run", how);
 			print_daemon_log(d);
 			ret = -1;
 		} else {
@@ -645,7 +646,7 @@ static int daemon_stop(struct demo *d)
 			}
 			if (ret == 0 && d->daemon_status != 0) {
 				describe_status(how, sizeof(how), d->daemon_status);
-				rb_err("ringbusd %s on SIGTERM; its log follows", how);
+				rb_err("ringbusd %s on SIGTERM", how);
 				print_daemon_log(d);
 				ret = -1;
 			}
