@@ -25,8 +25,9 @@
  * The children share their counters with this process through anonymous
  * MAP_SHARED memory (struct shared); each counter has one writer.  Start and
  * readiness go through pipes, child exits and signals arrive in ppoll()
- * (SIGCHLD, SIGINT, SIGTERM are blocked outside it), so no step polls on a
- * timer except the live line's own.
+ * (SIGCHLD, SIGINT, SIGTERM are blocked outside it): this process never
+ * sleeps to synchronise, its only timer is the live line's.  The children
+ * wait at most WAIT_NS at a time, to notice a run called off.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -1277,6 +1278,7 @@ static int start_children(struct demo *d)
 {
 	uint64_t until;
 	int got = 0;
+	bool eof = false;
 
 	if (pipe2(d->ready, O_CLOEXEC) || pipe2(d->go, O_CLOEXEC)) {
 		rb_err("pipe: %s", strerror(errno));
@@ -1317,11 +1319,14 @@ static int start_children(struct demo *d)
 			       START_LIMIT_NS / 1000000000ull);
 			return -1;
 		}
-		if (!wait_event(d->ready[0], until))
+		/* After EOF (every child wrote or died) only SIGCHLD is news. */
+		if (!wait_event(eof ? -1 : d->ready[0], until))
 			continue;
 		n = read(d->ready[0], buf, sizeof(buf));
 		if (n > 0)
 			got += (int)n;
+		else if (n == 0)
+			eof = true;
 	}
 	return 0;
 }
@@ -1333,7 +1338,7 @@ static void run(struct demo *d, struct rb_live *live)
 	static struct snapshot snap[2];
 	uint64_t next_tick, kill_at;
 	int cur = 0;
-	bool stopping = false, killed = false;
+	bool stopping = false, aborted = false, killed = false;
 
 	d->t0 = rb_now_ns();
 	if (write(d->go[1], "g", 1) != 1)
@@ -1353,16 +1358,16 @@ static void run(struct demo *d, struct rb_live *live)
 			stopping = true;
 			kill_at = now + STOP_LIMIT_NS;
 		}
-		if (!stopping) {
-			for (int k = 0; k < 1 + NCONS; k++) {
-				if (!child_failed(d, k))
-					continue;
-				/* Its peers would wait for it: call the run off. */
-				set_flag(&d->sh->stop);
-				set_flag(&d->sh->abort_run);
-				stopping = true;
+		for (int k = 0; k < 1 + NCONS && !aborted; k++) {
+			if (!child_failed(d, k))
+				continue;
+			/* Its peers would wait for it: call the run off. */
+			set_flag(&d->sh->stop);
+			set_flag(&d->sh->abort_run);
+			aborted = true;
+			if (!stopping)
 				kill_at = now + STOP_LIMIT_NS;
-			}
+			stopping = true;
 		}
 		if ((now >= kill_at || interrupted > 1) && !killed) {
 			rb_err("the run did not end %s: killing what is left",
