@@ -559,6 +559,8 @@ static int daemon_start(struct demo *d)
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
 		dup2(logfd, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
 		fcntl(p[1], F_SETFD, 0);  /* the one fd it inherits */
 		execv(d->daemon, argv);
 		fprintf(stderr, "exec %s: %s\n", d->daemon, strerror(errno));
