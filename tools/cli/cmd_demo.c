@@ -115,9 +115,9 @@ static void sample_fill(struct sample *s, uint64_t seq, uint64_t t_ns)
  * children do not slow each other down through it.  Counters are single-
  * writer: a relaxed load and store update them (no locked instruction on
  * the data path); this process reads them during the run for display only.
- * Its verdict reads them after waitpid() has reaped the writer, which
- * orders everything the child did before its exit.  The flags carry no data
- * (relaxed): the reader only has to notice them soon. */
+ * For its verdict it reads them after the writer's `done' (release/acquire,
+ * below); a child without `done' failed the run anyway.  The other flags
+ * carry no data (relaxed): the reader only has to notice them soon. */
 struct producer_stats {
 	_Atomic uint64_t sent;            /* samples in every channel */
 	_Atomic uint64_t sent_to[NCONS];  /* samples in channel i */
@@ -170,6 +170,19 @@ static inline void set_flag(atomic_int *f)
 static inline bool flag(atomic_int *f)
 {
 	return atomic_load_explicit(f, memory_order_relaxed) != 0;
+}
+
+/* D1 (release): a child's last word; every counter update it made happens
+ * before.  Pairs with D2. */
+static inline void done_set(atomic_int *f)
+{
+	atomic_store_explicit(f, 1, memory_order_release);
+}
+
+/* D2 (acquire): pairs with D1, so the counters read after it are final. */
+static inline bool done_seen(atomic_int *f)
+{
+	return atomic_load_explicit(f, memory_order_acquire) != 0;
 }
 
 /* ---- options ----------------------------------------------------------------- */
@@ -853,7 +866,7 @@ out:
 		rbus_channel_close(ch[i]);
 	rbus_broker_close(b);
 	if (status == 0)
-		set_flag(&sh->prod.done);
+		done_set(&sh->prod.done);
 	return status;
 }
 
@@ -920,7 +933,7 @@ static int consumer_main(struct demo *d, int i)
 		}
 		/* The producer hung up and the ring is drained: the end. */
 		if (n == -EPIPE) {
-			set_flag(&cs->done);
+			done_set(&cs->done);
 			break;
 		}
 		if (n == -ETIMEDOUT) {
@@ -1063,15 +1076,17 @@ static void live_line(struct demo *d, struct rb_live *l, const struct snapshot *
 struct result {
 	uint64_t sent, received, verified, lost, corrupt, disordered, empty;
 	double secs, rate;
-	bool ok;
+	bool done, ok;
 };
 
 static void consumer_result(struct demo *d, int i, uint64_t run_ns, struct result *r)
 {
 	struct consumer_stats *cs = &d->sh->cons[i].s;
+	bool done = done_seen(&cs->done);  /* first: then the counters are final */
 	uint64_t start = peek64(&d->sh->prod.start_ns), last = peek64(&cs->last_ns);
 	uint64_t next = peek64(&cs->next_seq), sent = peek64(&d->sh->prod.sent);
 
+	r->done = done;
 	r->sent = peek64(&d->sh->prod.sent_to[i]);
 	r->received = peek64(&cs->received);
 	r->verified = peek64(&cs->verified);
@@ -1084,7 +1099,7 @@ static void consumer_result(struct demo *d, int i, uint64_t run_ns, struct resul
 	 * its end. */
 	r->secs = (double)(last > start && last - start > run_ns ? last - start : run_ns) / 1e9;
 	r->rate = r->secs > 0 ? (double)r->received / r->secs : 0;
-	r->ok = !child_failed(d, 1 + i) && d->reaped[1 + i] && flag(&cs->done) &&
+	r->ok = !child_failed(d, 1 + i) && d->reaped[1 + i] && done &&
 		r->sent == sent && r->received == sent && r->verified == sent &&
 		r->lost == 0 && r->corrupt == 0 && r->disordered == 0;
 }
@@ -1100,7 +1115,7 @@ static void consumer_complain(struct demo *d, int i, const struct result *r)
 	if (r->lost || r->corrupt || r->disordered)
 		rb_err("consumer %d (%s): %" PRIu64 " lost, %" PRIu64 " corrupt, %" PRIu64
 		       " out of order", i, d->name[i], r->lost, r->corrupt, r->disordered);
-	if (!flag(&d->sh->cons[i].s.done) && !child_failed(d, 1 + i))
+	if (!r->done && !child_failed(d, 1 + i))
 		rb_err("consumer %d (%s): did not see the producer hang up", i, d->name[i]);
 }
 
@@ -1396,9 +1411,9 @@ static void run(struct demo *d, struct rb_live *live)
 static int finish(struct demo *d)
 {
 	struct result res[NCONS];
+	bool ok = done_seen(&d->sh->prod.done);  /* first: see D2 */
 	uint64_t start = peek64(&d->sh->prod.start_ns), end = peek64(&d->sh->prod.end_ns);
 	uint64_t sent = peek64(&d->sh->prod.sent), run_ns;
-	bool ok = true;
 
 	if (!end) {
 		/* The producer did not get to the end: time the run as we saw it. */
@@ -1415,8 +1430,6 @@ static int finish(struct demo *d)
 		rb_err("%s %s", child_label(d, k, label, sizeof(label)), how);
 		ok = false;
 	}
-	if (!flag(&d->sh->prod.done))
-		ok = false;
 	if (sent == 0) {
 		rb_err("no sample was sent");
 		ok = false;
