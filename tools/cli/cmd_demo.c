@@ -222,8 +222,7 @@ static void usage(FILE *f)
 		"      --no-pin            let the processes run on any CPU (default: the\n"
 		"                          producer on the first CPU this process may use, the\n"
 		"                          consumers on the second, if there are two)\n"
-		"      --json              print the summary as one JSON object (the live line,\n"
-		"                          if any, goes to stderr)\n"
+		"  -j, --json              print the summary as one JSON object\n"
 		"  -h, --help              show this help and exit\n"
 		"\n"
 		"Ctrl-C ends the run early; the samples sent until then are still verified.\n"
@@ -234,7 +233,7 @@ static void usage(FILE *f)
 		MAX_CAPACITY, DEFAULT_CAPACITY, RBUS_SBINDIR);
 }
 
-enum { OPT_SOCKET = 256, OPT_DAEMON, OPT_NO_PIN, OPT_JSON };
+enum { OPT_SOCKET = 256, OPT_DAEMON, OPT_NO_PIN };
 
 /* Returns -1 to go on, or the exit status. */
 static int parse_options(int argc, char **argv, struct options *o)
@@ -246,7 +245,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "socket",   required_argument, NULL, OPT_SOCKET },
 		{ "daemon",   required_argument, NULL, OPT_DAEMON },
 		{ "no-pin",   no_argument,       NULL, OPT_NO_PIN },
-		{ "json",     no_argument,       NULL, OPT_JSON },
+		{ "json",     no_argument,       NULL, 'j' },
 		{ "help",     no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -259,7 +258,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		.pin = true,
 	};
 	opterr = 0;  /* we say what is wrong, in our words */
-	while ((c = getopt_long(argc, argv, ":d:r:c:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":d:r:c:jh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
 			if (rb_parse_seconds("--duration", optarg, 1000000, &o->duration_ns))
@@ -285,7 +284,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_NO_PIN:
 			o->pin = false;
 			break;
-		case OPT_JSON:
+		case 'j':
 			o->json = true;
 			break;
 		case 'h':
@@ -1546,7 +1545,8 @@ int cmd_demo(int argc, char **argv)
 	}
 	if (!d->o.json)
 		print_header(d);
-	rb_live_init(&live, d->o.json ? stderr : stdout);
+	/* On a terminal only (ringbus(1)); ended before the summary or JSON. */
+	rb_live_init(&live, stdout);
 	run(d, &live);
 	st = finish(d);
 out:
