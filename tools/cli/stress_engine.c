@@ -1,0 +1,1218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stress_engine.c - the verifying wakeup stress (stress_engine.h).
+ *
+ * Processes.  The caller supervises; it forks the workers (producers then
+ * consumers, or sleepers then the waker) and, with signals, a signaller.
+ * They share, in MAP_SHARED memory made before the fork: a control block
+ * (start barrier, stop flags, the sleepers' futex words), one block of
+ * counters per process (written by that process only, read by the
+ * supervisor for the live line and the summary), and in channel mode a
+ * bitmap of every (producer, sequence) received.
+ *
+ * Messages (channel mode): a 32-byte header - producer id, total length,
+ * 64-bit sequence, CLOCK_MONOTONIC time taken just before the commit, and a
+ * CRC-32C over the payload, then the header without the CRC field - and a
+ * pseudo-random payload; lengths vary from the header alone to max_msg.
+ * Producers alternate every 64 messages between the copy path
+ * (rbus_send_wait) and the zero-copy path (rbus_reserve_wait, written in
+ * place, rbus_commit); consumers between rbus_recv_wait and rbus_peek_wait
+ * + rbus_release.  A consumer checks length and CRC (corrupt), marks the
+ * message in the shared bitmap (a second mark is a duplicate, a mark never
+ * made a loss) and checks that each producer's sequence goes up in what it
+ * alone sees (reordered).
+ *
+ * The sleepers' handshake mirrors the library's (wait.c, doc/design.md §7),
+ * on one word: the waker publishes generation g in the futex word itself
+ * (W1), fences (F2), and if any sleeper is registered (W3) takes the
+ * registrations (W4) and FUTEX_WAKEs everyone (W5); a sleeper loads the word
+ * (S1), registers once per value (S2), fences (F1), re-checks the word (S4)
+ * and sleeps on the value it loaded (S5).  Each sleeper acknowledges each
+ * generation; the last to do so wakes the waker, which publishes the next
+ * generation only then.  So every sleeper must see every generation, in
+ * order, and none can be skipped.
+ *
+ * Signals.  Workers of even index install the SIGUSR1 handler with
+ * SA_RESTART, those of odd index without it and open their channels with
+ * RBUS_CHANNEL_EINTR, retrying each -EINTR with the same deadline.  The
+ * signaller sends SIGUSR1 to random workers in bursts, and one time in 64
+ * stops one with SIGSTOP for min(2 ms, W/20) before SIGCONT: far below the
+ * W/2 margin of a stall, so a stop alone never makes one.  It stops before
+ * the supervisor reaps anyone (it watches with WNOWAIT), so it never signals
+ * a recycled pid.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "layout.h"
+#include "cli.h"
+#include "stress_engine.h"
+
+#ifndef RBUS_TEST_HOOKS
+#error "the stress engine needs a library built with RBUS_TEST_HOOKS"
+#endif
+
+#define MS 1000000LL
+
+/* ---- shared memory ------------------------------------------------------ */
+
+/* One process's counters: only that process writes them (its signal
+ * handler only `sigs`); the supervisor reads them, a hint until the
+ * process has exited. */
+struct pstats {
+	_Atomic uint64_t ops;      /* producer: sent; consumer: received;
+				      sleeper: generations seen; waker:
+				      generations done (every ack in) */
+	_Atomic uint64_t bytes;    /* consumer: message bytes; waker:
+				      generations published */
+	_Atomic uint64_t dup, reord, corrupt, lost;
+	_Atomic uint64_t stalls, timeouts, eintr, errors;
+	_Atomic uint64_t sleeps, wakes, woken, blind;
+	_Atomic uint64_t sigs;
+} __attribute__((aligned(128)));
+
+struct ctl {
+	/* Start barrier: every process arrives, the last sets go and wakes
+	 * the others (futex word). */
+	_Atomic uint32_t arrived;
+	_Atomic uint32_t go;
+	_Atomic int64_t t_start;
+	_Atomic bool stop;         /* end now (stop_at_stall, or abort) */
+	_Atomic bool abort;        /* a process died or the run hung:
+				      wait for nobody */
+	_Atomic bool quiesce;      /* the workers are done: signaller, stop */
+	_Atomic bool cut;          /* a producer reached the bitmap's end */
+	_Atomic uint64_t signals_sent, stops;
+	_Atomic int err_claimed;
+	char err[200];
+
+	/* Sleepers mode.  The generation word and the registrations, as a
+	 * region's struct rbus_waitq holds its seq and sleepers; on lines of
+	 * their own, apart from the acknowledgements. */
+	struct {
+		_Atomic uint32_t word;     /* futex word: (u32)generation */
+		_Atomic uint32_t sleepers; /* registrations since the last wake */
+		_Atomic uint64_t gen;      /* 64-bit generation */
+		_Atomic int64_t gen_ns;    /* when it was published */
+		_Atomic bool last;         /* the final generation */
+	} __attribute__((aligned(128))) g;
+	struct {
+		_Atomic uint32_t acks;     /* futex word of the waker */
+		_Atomic int64_t ack_ns;    /* when an ack came, roughly the last */
+	} __attribute__((aligned(128))) a;
+
+	struct pstats st[];        /* workers, then the signaller */
+};
+
+struct msg_hdr {
+	uint32_t producer;
+	uint32_t len;              /* header + payload */
+	uint64_t seq;
+	int64_t t_commit;
+	uint32_t crc;              /* CRC-32C: payload, then bytes 0-23, 28-31 */
+	uint32_t zero;
+};
+_Static_assert(sizeof(struct msg_hdr) == RB_STRESS_MSG_HDR, "message header size");
+
+/* ---- one run, as every process sees it ------------------------------------ */
+
+struct run {
+	const struct rb_stress_cfg *cfg;
+	struct ctl *ctl;
+	size_t ctl_size;
+	unsigned nworkers;         /* producers + consumers, or sleepers + waker */
+	unsigned nprocs;           /* nworkers (+ 1 with the signaller) */
+	pid_t *pids;               /* of the workers, then the signaller */
+	/* Channel mode. */
+	struct rbus_region *r;
+	unsigned char *map;        /* our own mapping of the region ... */
+	size_t map_size;
+	struct rbus_wait *wait;    /* ... for its wait block (layout.h) */
+	_Atomic uint64_t *bitmap;  /* nprod * cap bits */
+	size_t bitmap_size;
+	uint64_t cap;              /* messages per producer it can mark */
+	/* In a child: */
+	unsigned index;
+	struct pstats *me;
+	int64_t t_end;             /* end of the traffic, or RBUS_FOREVER */
+	/* In the supervisor: errors it found itself (dead processes, a hang,
+	 * a failed fork). */
+	uint64_t sup_errors;
+};
+
+/* Counters of our own process: a load and a store, no locked operation
+ * (only we write them; relaxed: the supervisor's figures are hints). */
+static inline void bump(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+static inline uint64_t get(const _Atomic uint64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static bool flag(const _Atomic bool *b)
+{
+	/* Relaxed: flags end loops; nothing is read through them. */
+	return atomic_load_explicit(b, memory_order_relaxed);
+}
+
+static void set_flag(_Atomic bool *b)
+{
+	atomic_store_explicit(b, true, memory_order_relaxed);
+}
+
+/* The first error of the run, for the summary; every error is counted. */
+static void fail(struct run *R, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct run *R, const char *fmt, ...)
+{
+	va_list ap;
+
+	bump(&R->me->errors, 1);
+	if (atomic_exchange(&R->ctl->err_claimed, 1))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(R->ctl->err, sizeof(R->ctl->err), fmt, ap);
+	va_end(ap);
+}
+
+static void stall(struct run *R)
+{
+	bump(&R->me->stalls, 1);
+	if (R->cfg->stop_at_stall)
+		set_flag(&R->ctl->stop);
+}
+
+/* ---- futexes (never FUTEX_PRIVATE_FLAG: the words are shared) -------------- */
+
+/* Sleep while *w == val, until the absolute CLOCK_MONOTONIC @deadline (0:
+ * none).  Returns 0 (woken, or the word differed), -ETIMEDOUT or -EINTR. */
+static int futex_wait_until(_Atomic uint32_t *w, uint32_t val, int64_t deadline)
+{
+	struct timespec ts = { .tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000 };
+	long rc = syscall(SYS_futex, w, FUTEX_WAIT_BITSET, val, deadline ? &ts : NULL,
+			  NULL, FUTEX_BITSET_MATCH_ANY);
+
+	if (rc < 0 && (errno == ETIMEDOUT || errno == EINTR))
+		return -errno;
+	return 0;
+}
+
+static long futex_wake(_Atomic uint32_t *w, int n)
+{
+	return syscall(SYS_futex, w, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/* ---- randomness, jitter, traffic ------------------------------------------ */
+
+static uint64_t rng;                   /* per process: seeded after fork */
+static enum rb_stress_jitter jitter_level;
+static struct pstats *sig_stats;       /* the handler's counter */
+
+static uint32_t rnd(void)
+{
+	/* xorshift64* */
+	rng ^= rng >> 12;
+	rng ^= rng << 25;
+	rng ^= rng >> 27;
+	return (uint32_t)((rng * UINT64_C(0x2545F4914F6CDD1D)) >> 32);
+}
+
+static void nap_ns(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+
+	nanosleep(&ts, NULL);  /* a signal may cut it short: fine */
+}
+
+static void spin_for(uint32_t n)
+{
+	for (volatile uint32_t i = 0; i < n; i++)
+		;
+}
+
+/* The library calls this at each step of the handshake (and the sleepers
+ * mode at the same steps of its own). */
+static void jitter(enum rbus_jitter_point where)
+{
+	uint32_t r = rnd();
+
+	if (jitter_level == RB_STRESS_JITTER_HEAVY &&
+	    (where == RBUS_J_SLEEPER_SEQ || where == RBUS_J_SLEEPER_REGISTER)) {
+		/* The window between the sleeper's last look and its
+		 * registration: a publish here is seen only by a re-check. */
+		if (r % 4 == 0)
+			nap_ns(50000 + (int64_t)(rnd() % 450000));
+		return;
+	}
+	if (r % 64 == 0)
+		spin_for(rnd() % 2000);
+	else if (r % 256 == 1)
+		sched_yield();
+	else if (r % 2048 == 2)
+		nap_ns(1000 + (int64_t)(rnd() % 100000));
+}
+
+static inline void jit(enum rbus_jitter_point where)
+{
+	if (jitter_level != RB_STRESS_JITTER_NONE)
+		jitter(where);
+}
+
+/* Bursts and pauses: now and then a pause of up to 1.5 ms, or a yield, so
+ * that both sides go to sleep and are woken. */
+static void traffic_pause(const struct rb_stress_cfg *cfg)
+{
+	uint32_t r;
+
+	if (cfg->traffic == RB_STRESS_STEADY)
+		return;
+	r = rnd();
+	if (r % 1024 == 0)
+		nap_ns((int64_t)(rnd() % 1500000));
+	else if (r % 128 == 1)
+		sched_yield();
+}
+
+static void on_sigusr1(int sig)
+{
+	(void)sig;
+	/* Lock-free, so async-signal-safe; only this handler writes it. */
+	atomic_fetch_add_explicit(&sig_stats->sigs, 1, memory_order_relaxed);
+}
+
+/* ---- the start barrier ------------------------------------------------------ */
+
+/* Wait until every process has arrived; false if the run was aborted
+ * first.  Sets R->t_end. */
+static bool barrier(struct run *R)
+{
+	struct ctl *c = R->ctl;
+
+	if (atomic_fetch_add(&c->arrived, 1) + 1 == R->nprocs) {
+		atomic_store(&c->t_start, rbus_now());
+		/* seq_cst store: t_start and the arrivals before it. */
+		atomic_store(&c->go, 1);
+		futex_wake(&c->go, INT_MAX);
+	}
+	while (!atomic_load(&c->go)) {
+		if (flag(&c->abort))
+			return false;
+		futex_wait_until(&c->go, 0, rbus_now() + 100 * MS);
+	}
+	R->t_end = R->cfg->duration_ns ? atomic_load(&c->t_start) + R->cfg->duration_ns
+				       : RBUS_FOREVER;
+	return true;
+}
+
+static bool time_up(const struct run *R)
+{
+	return flag(&R->ctl->stop) || (R->t_end != RBUS_FOREVER && rbus_now() >= R->t_end);
+}
+
+/* ---- messages ---------------------------------------------------------------- */
+
+static uint32_t msg_crc(const unsigned char *m, size_t len)
+{
+	uint32_t c = rb_crc32c(0, m + RB_STRESS_MSG_HDR, len - RB_STRESS_MSG_HDR);
+
+	c = rb_crc32c(c, m, offsetof(struct msg_hdr, crc));
+	return rb_crc32c(c, m + offsetof(struct msg_hdr, zero), sizeof(uint32_t));
+}
+
+/* Write message (producer, seq) of @len bytes at @m, stamped now. */
+static void msg_fill(unsigned char *m, uint32_t producer, uint64_t seq, uint32_t len)
+{
+	struct msg_hdr h = { .producer = producer, .len = len, .seq = seq };
+	uint64_t x = (seq + 1) * UINT64_C(0x9E3779B97F4A7C15) ^ ((uint64_t)producer << 48);
+
+	for (uint32_t i = RB_STRESS_MSG_HDR; i < len; i += 8) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		memcpy(m + i, &x, len - i < 8 ? len - i : 8);
+	}
+	h.t_commit = rbus_now();
+	memcpy(m, &h, sizeof(h));
+	h.crc = msg_crc(m, len);
+	memcpy(m + offsetof(struct msg_hdr, crc), &h.crc, sizeof(h.crc));
+}
+
+/* ---- producers ---------------------------------------------------------------- */
+
+/* Send message @seq.  Returns 1 sent, 0 not sent (the wait ran out and the
+ * ring is still full: the consumers' stall, not ours), -1 error. */
+static int send_one(struct run *R, struct rbus_channel *ch, unsigned id, uint64_t seq,
+		    uint32_t len, bool zero_copy, unsigned char *buf)
+{
+	const struct rb_stress_cfg *cfg = R->cfg;
+	int64_t dl = rbus_now() + cfg->wait_ns;
+	const char *what;
+	void *slot;
+	int r;
+
+	if (zero_copy) {
+		what = "rbus_reserve_wait";
+		while ((r = rbus_reserve_wait(ch, &slot, dl)) == -EINTR)
+			bump(&R->me->eintr, 1);
+		if (r == -ETIMEDOUT) {
+			bump(&R->me->timeouts, 1);
+			/* Was there room all along? */
+			r = rbus_reserve(ch, &slot);
+			if (r == -EAGAIN)
+				return 0;
+			if (r == 0)
+				stall(R);
+		}
+		if (r == 0) {
+			msg_fill(slot, id, seq, len);
+			what = "rbus_commit";
+			r = rbus_commit(ch, len);
+		}
+	} else {
+		what = "rbus_send_wait";
+		msg_fill(buf, id, seq, len);
+		while ((r = rbus_send_wait(ch, buf, len, dl)) == -EINTR)
+			bump(&R->me->eintr, 1);
+		if (r == -ETIMEDOUT) {
+			bump(&R->me->timeouts, 1);
+			r = rbus_send(ch, buf, len);
+			if (r == -EAGAIN)
+				return 0;
+			if (r == 0)
+				stall(R);
+		}
+	}
+	if (r) {
+		fail(R, "producer %u: %s: %s", id, what, rbus_strerror(r));
+		return -1;
+	}
+	return 1;
+}
+
+static int producer(struct run *R, unsigned id)
+{
+	const struct rb_stress_cfg *cfg = R->cfg;
+	uint32_t flags = cfg->signals && (R->index & 1) ? RBUS_CHANNEL_EINTR : 0;
+	unsigned char *buf = malloc(cfg->max_msg);
+	struct rbus_channel *ch = NULL;
+	uint64_t seq = 0;
+	int err = buf ? rbus_channel_open(R->r, RBUS_PRODUCER, flags, &ch) : -ENOMEM;
+
+	if (err)
+		fail(R, "producer %u: rbus_channel_open: %s", id, rbus_strerror(err));
+	else
+		rbus_channel_set_spin(ch, rnd() % 2 ? 0 : RBUS_SPIN_DEFAULT_NS);
+	if (!barrier(R) || err)
+		goto out;
+	while (!time_up(R)) {
+		uint32_t len;
+		int r;
+
+		if (cfg->count && seq >= cfg->count)
+			break;
+		if (seq >= R->cap) {
+			set_flag(&R->ctl->cut);
+			break;
+		}
+		traffic_pause(cfg);
+		len = RB_STRESS_MSG_HDR + rnd() % (cfg->max_msg - RB_STRESS_MSG_HDR + 1);
+		r = send_one(R, ch, id, seq, len, (seq >> 6) & 1, buf);
+		if (r < 0)
+			break;
+		if (r == 0)
+			continue;
+		seq++;
+		bump(&R->me->ops, 1);
+		if (cfg->traffic == RB_STRESS_SPARSE)
+			/* One message, then a pause; a quarter of them longer
+			 * than W, so that a lost wakeup is not healed by the
+			 * next message and shows as a stall. */
+			nap_ns(rnd() % 4 ? 50000 + (int64_t)(rnd() % 450000)
+					 : cfg->wait_ns + cfg->wait_ns / 2);
+	}
+out:
+	/* The close is the hang-up the consumers end on. */
+	rbus_channel_close(ch);
+	free(buf);
+	return err ? 1 : 0;
+}
+
+/* ---- consumers ------------------------------------------------------------------ */
+
+/* Check and record one message.  @late_dl: the wait that brought it ended at
+ * that deadline, which makes it a stall if the message was old by then. */
+static void take(struct run *R, const unsigned char *m, ssize_t n, uint64_t *last,
+		 int64_t late_dl)
+{
+	const struct rb_stress_cfg *cfg = R->cfg;
+	struct msg_hdr h;
+	_Atomic uint64_t *word;
+	uint64_t bit, old;
+
+	if (n < (ssize_t)RB_STRESS_MSG_HDR) {
+		bump(&R->me->corrupt, 1);
+		return;
+	}
+	memcpy(&h, m, sizeof(h));
+	if (h.len != (uint64_t)n || h.producer >= cfg->nprod || h.seq >= R->cap ||
+	    h.zero != 0 || h.crc != msg_crc(m, (size_t)n)) {
+		bump(&R->me->corrupt, 1);
+		return;
+	}
+	if (late_dl && h.t_commit < late_dl - cfg->wait_ns / 2)
+		stall(R);
+	word = &R->bitmap[h.producer * (R->cap / 64) + h.seq / 64];
+	bit = UINT64_C(1) << (h.seq % 64);
+	/* Relaxed: the bit is its own record; the supervisor reads the
+	 * bitmap after reaping us. */
+	old = atomic_fetch_or_explicit(word, bit, memory_order_relaxed);
+	if (old & bit) {
+		bump(&R->me->dup, 1);
+		return;
+	}
+	if (last[h.producer] != UINT64_MAX && h.seq < last[h.producer])
+		bump(&R->me->reord, 1);
+	last[h.producer] = h.seq;
+	bump(&R->me->ops, 1);
+	bump(&R->me->bytes, (uint64_t)n);
+}
+
+static int consumer(struct run *R, unsigned id)
+{
+	const struct rb_stress_cfg *cfg = R->cfg;
+	uint32_t flags = cfg->signals && (R->index & 1) ? RBUS_CHANNEL_EINTR : 0;
+	unsigned char *buf = malloc(cfg->max_msg);
+	uint64_t *last = malloc(cfg->nprod * sizeof(*last));
+	struct rbus_channel *ch = NULL;
+	int err = buf && last ? rbus_channel_open(R->r, RBUS_CONSUMER, flags, &ch) : -ENOMEM;
+
+	if (err)
+		fail(R, "consumer %u: rbus_channel_open: %s", id, rbus_strerror(err));
+	else
+		rbus_channel_set_spin(ch, rnd() % 2 ? 0 : RBUS_SPIN_DEFAULT_NS);
+	if (!barrier(R) || err)
+		goto out;
+	for (unsigned p = 0; p < cfg->nprod; p++)
+		last[p] = UINT64_MAX;
+	for (uint64_t k = 0;; k++) {
+		bool zero_copy = (k >> 6) & 1;
+		int64_t dl, late = 0;
+		const void *p = buf;
+		ssize_t n;
+
+		traffic_pause(cfg);
+		dl = rbus_now() + cfg->wait_ns;
+		if (zero_copy)
+			while ((n = rbus_peek_wait(ch, &p, dl)) == -EINTR)
+				bump(&R->me->eintr, 1);
+		else
+			while ((n = rbus_recv_wait(ch, buf, cfg->max_msg, dl)) == -EINTR)
+				bump(&R->me->eintr, 1);
+		if (n >= 0 && rbus_now() >= dl)
+			late = dl;       /* taken only by the last try */
+		if (n == -ETIMEDOUT) {
+			bump(&R->me->timeouts, 1);
+			/* Was a message there all along? */
+			n = zero_copy ? rbus_peek(ch, &p) : rbus_recv(ch, buf, cfg->max_msg);
+			if (n >= 0)
+				late = dl;
+			else if (n == -EAGAIN) {
+				if (flag(&R->ctl->abort))
+					break;
+				continue;
+			}
+		}
+		if (n == -EPIPE)        /* every producer has closed, ring drained */
+			break;
+		if (n < 0) {
+			fail(R, "consumer %u: %s: %s", id,
+			     zero_copy ? "rbus_peek_wait" : "rbus_recv_wait", rbus_strerror((int)n));
+			break;
+		}
+		take(R, p, n, last, late);
+		if (zero_copy) {
+			int rel = rbus_release(ch);
+
+			if (rel != 1) {
+				fail(R, "consumer %u: rbus_release: %s", id, rel < 0 ?
+				     rbus_strerror(rel) : "released more than one message");
+				break;
+			}
+		}
+	}
+out:
+	rbus_channel_close(ch);
+	free(buf);
+	free(last);
+	return err ? 1 : 0;
+}
+
+/* ---- sleepers mode ------------------------------------------------------------------ */
+
+static void ack(struct run *R)
+{
+	struct ctl *c = R->ctl;
+
+	atomic_store_explicit(&c->a.ack_ns, rbus_now(), memory_order_relaxed);
+	/* Release: with the ack_ns above, to the waker's acquire load of
+	 * the count (every ack is in the release sequence of the count). */
+	if (atomic_fetch_add_explicit(&c->a.acks, 1, memory_order_release) + 1 ==
+	    R->cfg->sleepers)
+		futex_wake(&c->a.acks, 1);
+}
+
+static int sleeper(struct run *R, unsigned id)
+{
+	struct ctl *c = R->ctl;
+	const int64_t W = R->cfg->wait_ns;
+	uint64_t seen = atomic_load(&c->g.gen);   /* set before the fork */
+	bool registered = false;
+	uint32_t s = 0;
+	int64_t dl = 0;         /* deadline of the wait in progress, or 0 */
+
+	if (!barrier(R))
+		return 0;
+	for (;;) {
+		/* S1.  Acquire: pairs with the waker's release publish; we
+		 * read gen, gen_ns, last and the reset acks through it. */
+		uint32_t cur = atomic_load_explicit(&c->g.word, memory_order_acquire);
+		int r;
+
+		jit(RBUS_J_SLEEPER_SEQ);
+		if (cur != (uint32_t)seen) {
+			uint64_t g = atomic_load_explicit(&c->g.gen, memory_order_relaxed);
+			bool last = flag(&c->g.last);
+
+			/* The waker publishes g + 1 only when all of us have
+			 * acknowledged g: anything but seen + 1 is a skip. */
+			if (cur != (uint32_t)(seen + 1) || g != seen + 1) {
+				fail(R, "sleeper %u: saw generation %llu (word %u) after %llu",
+				     id, (unsigned long long)g, cur, (unsigned long long)seen);
+				if (g > seen + 1)
+					bump(&R->me->lost, g - seen - 1);
+			}
+			seen = g;
+			bump(&R->me->ops, 1);
+			dl = 0;
+			registered = false;
+			ack(R);
+			if (last)
+				break;
+			continue;
+		}
+		if (!dl)
+			dl = rbus_now() + W;
+		if (!registered || cur != s) {
+			/* S2 (release, as R6): pairs with the waker's W4. */
+			s = cur;
+			registered = true;
+			atomic_fetch_add_explicit(&c->g.sleepers, 1, memory_order_release);
+			jit(RBUS_J_SLEEPER_REGISTER);
+		}
+		/* S3, F1: pairs with the waker's F2: the re-check below sees
+		 * its publish, or the waker sees our registration. */
+		atomic_thread_fence(memory_order_seq_cst);
+		/* S4 */
+		if (atomic_load_explicit(&c->g.word, memory_order_relaxed) != cur)
+			continue;
+		jit(RBUS_J_SLEEPER_RECHECK);
+		if (flag(&c->abort))
+			break;
+		/* S5 */
+		bump(&R->me->sleeps, 1);
+		r = futex_wait_until(&c->g.word, cur, dl);
+		if (r == -EINTR) {
+			bump(&R->me->eintr, 1);
+			continue;          /* the deadline stays */
+		}
+		if (r == -ETIMEDOUT) {
+			bump(&R->me->timeouts, 1);
+			if (atomic_load_explicit(&c->g.word, memory_order_acquire) != (uint32_t)seen &&
+			    atomic_load_explicit(&c->g.gen_ns, memory_order_relaxed) < dl - W / 2)
+				stall(R);
+			dl = 0;            /* a new wait */
+			if (flag(&c->abort))
+				break;
+		}
+	}
+	return 0;
+}
+
+/* Wait until every sleeper has acknowledged; -1 if the run was aborted. */
+static int wait_acks(struct run *R)
+{
+	struct ctl *c = R->ctl;
+	const int64_t W = R->cfg->wait_ns;
+	int64_t dl = rbus_now() + W;
+
+	for (;;) {
+		/* Acquire: pairs with the sleepers' release fetch_add. */
+		uint32_t a = atomic_load_explicit(&c->a.acks, memory_order_acquire);
+		int r;
+
+		if (a >= R->cfg->sleepers)
+			return 0;
+		if (flag(&c->abort))
+			return -1;
+		r = futex_wait_until(&c->a.acks, a, dl);
+		if (r == -EINTR) {
+			bump(&R->me->eintr, 1);
+		} else if (r == -ETIMEDOUT) {
+			bump(&R->me->timeouts, 1);
+			/* Our own wakeup, lost?  Else a sleeper is late: its
+			 * stall, if any, is its own to count. */
+			if (atomic_load_explicit(&c->a.acks, memory_order_acquire) >= R->cfg->sleepers &&
+			    atomic_load_explicit(&c->a.ack_ns, memory_order_relaxed) < dl - W / 2)
+				stall(R);
+			dl = rbus_now() + W;
+		}
+	}
+}
+
+static int waker(struct run *R)
+{
+	const struct rb_stress_cfg *cfg = R->cfg;
+	struct ctl *c = R->ctl;
+	uint64_t g, n = 0;
+
+	if (!barrier(R))
+		return 0;
+	g = atomic_load(&c->g.gen);
+	for (;;) {
+		bool last = time_up(R) || (cfg->count && n + 1 >= cfg->count);
+		uint32_t taken;
+
+		traffic_pause(cfg);
+		/* Every sleeper acknowledged g: nobody reads these now. */
+		atomic_store_explicit(&c->a.acks, 0, memory_order_relaxed);
+		atomic_store_explicit(&c->g.last, last, memory_order_relaxed);
+		atomic_store_explicit(&c->g.gen_ns, rbus_now(), memory_order_relaxed);
+		atomic_store_explicit(&c->g.gen, ++g, memory_order_relaxed);
+		/* W1 (release): publishes the generation and the fields above;
+		 * pairs with the sleepers' acquire S1. */
+		atomic_store_explicit(&c->g.word, (uint32_t)g, memory_order_release);
+		bump(&R->me->bytes, 1);
+		jit(RBUS_J_WAKER_PUBLISH);
+		/* W2, F2: pairs with the sleepers' F1. */
+		atomic_thread_fence(memory_order_seq_cst);
+		/* W3 */
+		if (atomic_load_explicit(&c->g.sleepers, memory_order_relaxed)) {
+			jit(RBUS_J_WAKER_SLEEPERS);
+			/* W4 (acquire): pairs with the sleepers' S2. */
+			taken = atomic_exchange_explicit(&c->g.sleepers, 0, memory_order_acquire);
+			if (taken) {
+				long woke;
+
+				jit(RBUS_J_WAKER_SEQ);
+				/* W5 */
+				woke = futex_wake(&c->g.word, INT_MAX);
+				bump(&R->me->wakes, 1);
+				if (woke > 0)
+					bump(&R->me->woken, (uint64_t)woke);
+				else if (woke == 0)
+					bump(&R->me->blind, 1);
+			}
+		}
+		if (wait_acks(R))
+			break;
+		n++;
+		bump(&R->me->ops, 1);
+		if (last)
+			break;
+	}
+	return 0;
+}
+
+/* ---- the signaller ------------------------------------------------------------------ */
+
+static int signaller(struct run *R)
+{
+	struct ctl *c = R->ctl;
+	int64_t stop_ns = R->cfg->wait_ns / 20 < 2 * MS ? R->cfg->wait_ns / 20 : 2 * MS;
+
+	if (!barrier(R))
+		return 0;
+	while (!time_up(R) && !flag(&c->quiesce) && !flag(&c->abort)) {
+		/* A burst of four, then a short nap: some 10^4 signals/s. */
+		for (int i = 0; i < 4; i++) {
+			pid_t pid = R->pids[rnd() % R->nworkers];
+
+			if (rnd() % 64 == 0) {
+				if (kill(pid, SIGSTOP) == 0) {
+					nap_ns(stop_ns);
+					kill(pid, SIGCONT);
+					atomic_fetch_add_explicit(&c->stops, 1, memory_order_relaxed);
+				}
+			} else if (kill(pid, SIGUSR1) == 0) {
+				atomic_fetch_add_explicit(&c->signals_sent, 1, memory_order_relaxed);
+			}
+		}
+		nap_ns(20000 + (int64_t)(rnd() % 60000));
+	}
+	return 0;
+}
+
+/* ---- a child ---------------------------------------------------------------------------- */
+
+static int child_main(struct run *R, unsigned index, const sigset_t *oldmask)
+{
+	const struct rb_stress_cfg *cfg = R->cfg;
+	bool is_signaller = index == R->nworkers;
+
+	sigprocmask(SIG_SETMASK, oldmask, NULL);
+	R->index = index;
+	R->me = &R->ctl->st[index];
+	rng = (cfg->seed + 1) * UINT64_C(0x9E3779B97F4A7C15) ^ ((uint64_t)(index + 1) << 32 | 1);
+	for (int i = 0; i < 8; i++)
+		rnd();
+	jitter_level = cfg->jitter;
+	if (!cfg->sleepers && cfg->jitter != RB_STRESS_JITTER_NONE)
+		rbus_test_jitter = jitter;
+	if (cfg->signals && !is_signaller) {
+		struct sigaction sa = { .sa_handler = on_sigusr1 };
+
+		sig_stats = R->me;
+		sigemptyset(&sa.sa_mask);
+		sa.sa_flags = index % 2 ? 0 : SA_RESTART;
+		sigaction(SIGUSR1, &sa, NULL);
+	}
+	if (is_signaller)
+		return signaller(R);
+	if (cfg->sleepers)
+		return index < cfg->sleepers ? sleeper(R, index) : waker(R);
+	return index < cfg->nprod ? producer(R, index) : consumer(R, index - cfg->nprod);
+}
+
+/* ---- setup, supervision, results --------------------------------------------------------- */
+
+static int check_cfg(const struct rb_stress_cfg *cfg, struct rb_stress_result *res)
+{
+	const char *why = NULL;
+
+	if (cfg->sleepers > RB_STRESS_MAX_SLEEPERS)
+		why = "too many sleepers";
+	else if (!cfg->sleepers && (!cfg->nprod || !cfg->ncons || cfg->nprod > RB_STRESS_MAX_SIDE ||
+				    cfg->ncons > RB_STRESS_MAX_SIDE))
+		why = "producers and consumers must be 1 to 64";
+	else if (!cfg->sleepers && cfg->kind == RBUS_KIND_SPSC && (cfg->nprod != 1 || cfg->ncons != 1))
+		why = "SPSC takes one producer and one consumer";
+	else if (!cfg->sleepers && (cfg->max_msg < RB_STRESS_MSG_HDR || cfg->max_msg > (1u << 20)))
+		why = "max_msg must be 32 bytes to 1 MiB";
+	else if (cfg->wait_ns < RB_STRESS_WAIT_MIN_NS)
+		why = "the wait timeout must be at least 50 ms";
+	else if (!cfg->count && !cfg->duration_ns)
+		why = "neither a count nor a duration: the run would not end";
+	if (!why)
+		return 0;
+	snprintf(res->error, sizeof(res->error), "%s", why);
+	return -EINVAL;
+}
+
+/* The bitmap: one bit per message a producer may send, MAP_NORESERVE so
+ * that only the pages reached are allocated.  Without a count, 2^32 bits in
+ * all (512 MiB of address space); a producer stops at the end of its part
+ * (the run is then cut short). */
+static int bitmap_alloc(struct run *R)
+{
+	const struct rb_stress_cfg *cfg = R->cfg;
+	uint64_t cap = cfg->count ? (cfg->count + 63) / 64 * 64
+				  : ((UINT64_C(1) << 32) / cfg->nprod) / 64 * 64;
+
+	for (; cap >= 64; cap = cap / 2 / 64 * 64) {
+		size_t size = (size_t)(cap / 8 * cfg->nprod);
+		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		if (p != MAP_FAILED) {
+			R->bitmap = p;
+			R->bitmap_size = size;
+			R->cap = cap;
+			return 0;
+		}
+		if (cfg->count)
+			break;
+	}
+	return -ENOMEM;
+}
+
+static int setup_channel(struct run *R, struct rb_stress_result *res)
+{
+	const struct rb_stress_cfg *cfg = R->cfg;
+	struct rbus_region_opts o;
+	struct rbus_region_info info;
+	const struct rbus_hdr *h;
+	int err;
+
+	rbus_region_opts_init(&o);
+	o.kind = cfg->kind;
+	o.wakeup = cfg->wakeup;
+	o.capacity = cfg->capacity;
+	o.max_msg = cfg->max_msg;
+	err = rbus_region_create(&o, &R->r);
+	if (err) {
+		snprintf(res->error, sizeof(res->error), "rbus_region_create: %s", rbus_strerror(err));
+		return err;
+	}
+	/* Our own mapping, for the wait block's futex words (layout.h): the
+	 * region is fresh and ours, so its header needs no validation. */
+	rbus_region_info(R->r, &info);
+	R->map_size = (size_t)info.size;
+	R->map = mmap(NULL, R->map_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		      rbus_region_fd(R->r), 0);
+	if (R->map == MAP_FAILED) {
+		err = -errno;
+		R->map = NULL;
+		snprintf(res->error, sizeof(res->error), "mmap of the region: %s", strerror(-err));
+		return err;
+	}
+	h = (const struct rbus_hdr *)R->map;
+	R->wait = (struct rbus_wait *)(R->map + h->wait_off);
+	if (cfg->wrap) {
+		/* Before any process uses the region: relaxed stores, and
+		 * fork() orders them before everything the children do. */
+		uint32_t v = (uint32_t)(0 - cfg->wrap);
+
+		atomic_store_explicit(&R->wait->data.seq, v, memory_order_relaxed);
+		atomic_store_explicit(&R->wait->space.seq, v, memory_order_relaxed);
+	}
+	res->nwords = 2;
+	res->word_start[0] = atomic_load_explicit(&R->wait->data.seq, memory_order_relaxed);
+	res->word_start[1] = atomic_load_explicit(&R->wait->space.seq, memory_order_relaxed);
+	if (bitmap_alloc(R)) {
+		snprintf(res->error, sizeof(res->error), "no memory for the bitmap of %llu messages",
+			 (unsigned long long)cfg->count);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Sum the processes' counters into *res (a hint while they run). */
+static void collect(const struct run *R, struct rb_stress_result *res)
+{
+	const struct rb_stress_cfg *cfg = R->cfg;
+	struct ctl *c = R->ctl;
+	uint64_t ops = 0, sent = 0;
+
+	res->bytes = res->duplicated = res->reordered = res->corrupt = res->lost = 0;
+	res->stalls = res->timeouts = res->eintr = res->errors = res->signals_handled = 0;
+	res->sleeps = res->wakes = res->woken = res->blind = 0;
+	for (unsigned i = 0; i < R->nworkers; i++) {
+		const struct pstats *s = &c->st[i];
+		bool sends = cfg->sleepers ? i == cfg->sleepers : i < cfg->nprod;
+
+		if (cfg->sleepers && i == cfg->sleepers) {
+			ops = get(&s->ops);
+			sent = get(&s->bytes);
+		} else if (sends) {
+			sent += get(&s->ops);
+		} else if (!cfg->sleepers) {
+			ops += get(&s->ops);
+			res->bytes += get(&s->bytes);
+		}
+		res->duplicated += get(&s->dup);
+		res->reordered += get(&s->reord);
+		res->corrupt += get(&s->corrupt);
+		res->lost += get(&s->lost);
+		res->stalls += get(&s->stalls);
+		res->timeouts += get(&s->timeouts);
+		res->eintr += get(&s->eintr);
+		res->errors += get(&s->errors);
+		res->signals_handled += get(&s->sigs);
+		res->sleeps += get(&s->sleeps);
+		res->wakes += get(&s->wakes);
+		res->woken += get(&s->woken);
+		res->blind += get(&s->blind);
+	}
+	res->ops = ops;
+	res->sent = sent;
+	res->errors += R->sup_errors;
+	res->signals_sent = atomic_load_explicit(&c->signals_sent, memory_order_relaxed);
+	res->stops = atomic_load_explicit(&c->stops, memory_order_relaxed);
+	if (cfg->sleepers) {
+		res->gen_end = atomic_load_explicit(&c->g.gen, memory_order_relaxed);
+		res->word_end[0] = atomic_load_explicit(&c->g.word, memory_order_relaxed);
+	} else {
+		struct rbus_wait_stats ws;
+
+		rbus_region_wait_stats(R->r, &ws);
+		res->sleeps = ws.data_sleeps + ws.space_sleeps;
+		res->wakes = ws.data_wakes + ws.space_wakes;
+		res->blind = ws.data_blind + ws.space_blind;
+		res->word_end[0] = atomic_load_explicit(&R->wait->data.seq, memory_order_relaxed);
+		res->word_end[1] = atomic_load_explicit(&R->wait->space.seq, memory_order_relaxed);
+	}
+	for (unsigned i = 0; i < res->nwords; i++)
+		res->word_moves[i] = (uint32_t)(res->word_end[i] - res->word_start[i]);
+	if (atomic_load(&c->go))
+		res->elapsed_ns = rbus_now() - atomic_load(&c->t_start);
+}
+
+/* After every process has exited: what the bitmap and the tallies say. */
+static void final_checks(const struct run *R, struct rb_stress_result *res)
+{
+	const struct rb_stress_cfg *cfg = R->cfg;
+	struct ctl *c = R->ctl;
+
+	if (cfg->sleepers) {
+		/* Every sleeper saw every generation published. */
+		for (unsigned i = 0; i < cfg->sleepers; i++) {
+			uint64_t seen = get(&c->st[i].ops);
+
+			if (seen < res->sent)
+				res->lost += res->sent - seen;
+		}
+		return;
+	}
+	for (unsigned p = 0; p < cfg->nprod; p++) {
+		uint64_t sent = get(&c->st[p].ops), marked = 0;
+		const _Atomic uint64_t *bm = R->bitmap + p * (R->cap / 64);
+
+		for (uint64_t w = 0; w < sent / 64; w++)
+			marked += (uint64_t)__builtin_popcountll(
+				atomic_load_explicit(&bm[w], memory_order_relaxed));
+		if (sent % 64)
+			marked += (uint64_t)__builtin_popcountll(
+				atomic_load_explicit(&bm[sent / 64], memory_order_relaxed) &
+				((UINT64_C(1) << (sent % 64)) - 1));
+		res->lost += sent - marked;
+		if (cfg->count && sent < cfg->count)
+			res->cut_short = true;
+	}
+}
+
+struct child {
+	pid_t pid;
+	bool exited;
+	int status;     /* exit status, or 128 + signal */
+};
+
+/* Has @ch exited?  Looks without reaping (WNOWAIT): while the signaller
+ * runs, no worker's pid may be freed for reuse. */
+static bool child_peek(struct child *ch)
+{
+	siginfo_t si;
+
+	if (ch->exited || ch->pid <= 0)
+		return true;
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PID, (id_t)ch->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+	    si.si_pid == ch->pid) {
+		ch->exited = true;
+		ch->status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+	}
+	return ch->exited;
+}
+
+static void supervise(struct run *R, struct child *kids, unsigned nkids,
+		      struct rb_stress_result *res)
+{
+	const struct rb_stress_cfg *cfg = R->cfg;
+	struct ctl *c = R->ctl;
+	/* No progress for this long: something hangs (a wait is bounded by
+	 * W, so even stalls progress). */
+	const int64_t guard = 10 * cfg->wait_ns + 10000 * MS;
+	int64_t last_tick = rbus_now(), last_move = last_tick, aborted = 0;
+	uint64_t last_ops = 0;
+	bool reported = false;
+	sigset_t chld;
+
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	for (;;) {
+		struct timespec ts = { 0, 100 * MS };
+		bool workers_done = true, others_done = true;
+		int64_t now;
+
+		sigtimedwait(&chld, NULL, &ts);
+		for (unsigned i = 0; i < nkids; i++) {
+			bool worker = i < R->nworkers;
+
+			if (!child_peek(&kids[i]))
+				*(worker ? &workers_done : &others_done) = false;
+			else if (kids[i].status && !reported) {
+				reported = true;
+				R->sup_errors++;
+				if (!res->error[0] && !c->err_claimed)
+					snprintf(res->error, sizeof(res->error),
+						 "a process of the run (pid %d) %s %d", (int)kids[i].pid,
+						 kids[i].status > 128 ? "died of signal" : "exited with",
+						 kids[i].status > 128 ? kids[i].status - 128
+								      : kids[i].status);
+				set_flag(&c->abort);
+				set_flag(&c->stop);
+			}
+		}
+		if (workers_done)
+			set_flag(&c->quiesce);
+		if (workers_done && others_done)
+			break;
+		now = rbus_now();
+		collect(R, res);
+		if (res->ops + res->sent != last_ops || !atomic_load(&c->go)) {
+			last_ops = res->ops + res->sent;
+			last_move = now;
+		}
+		if (!aborted && now - last_move > guard) {
+			R->sup_errors++;
+			snprintf(res->error, sizeof(res->error),
+				 "no progress for %.1f s: the run hangs", (double)guard / 1e9);
+			set_flag(&c->abort);
+			set_flag(&c->stop);
+			set_flag(&c->quiesce);
+		}
+		if (flag(&c->abort) && !aborted)
+			aborted = now;
+		if (aborted && now - aborted > 2 * cfg->wait_ns + 3000 * MS) {
+			for (unsigned i = 0; i < nkids; i++)
+				if (!kids[i].exited && kids[i].pid > 0)
+					kill(kids[i].pid, SIGKILL);
+		}
+		if (cfg->progress && now - last_tick >= 200 * MS) {
+			last_tick = now;
+			cfg->progress(cfg->progress_arg, res);
+		}
+	}
+	collect(R, res);
+	for (unsigned i = 0; i < nkids; i++) {
+		int status;
+
+		if (kids[i].pid > 0) {
+			kill(kids[i].pid, SIGCONT);  /* cannot be stopped now; cheap */
+			waitpid(kids[i].pid, &status, 0);
+		}
+	}
+}
+
+int rb_stress_run(const struct rb_stress_cfg *cfg, struct rb_stress_result *res)
+{
+	struct run R = { .cfg = cfg };
+	struct child *kids = NULL;
+	sigset_t chld, oldmask;
+	unsigned nkids = 0;
+	int err;
+
+	memset(res, 0, sizeof(*res));
+	err = check_cfg(cfg, res);
+	if (err)
+		return err;
+	R.nworkers = cfg->sleepers ? cfg->sleepers + 1 : cfg->nprod + cfg->ncons;
+	R.nprocs = R.nworkers + (cfg->signals ? 1 : 0);
+	R.ctl_size = sizeof(struct ctl) + R.nprocs * sizeof(struct pstats);
+	R.ctl = mmap(NULL, R.ctl_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	R.pids = calloc(R.nprocs, sizeof(*R.pids));
+	kids = calloc(R.nprocs, sizeof(*kids));
+	if (R.ctl == MAP_FAILED || !R.pids || !kids) {
+		if (R.ctl == MAP_FAILED)
+			R.ctl = NULL;
+		snprintf(res->error, sizeof(res->error), "out of memory");
+		err = -ENOMEM;
+		goto out;
+	}
+	if (cfg->sleepers) {
+		uint64_t g0 = cfg->wrap ? (UINT64_C(1) << 32) - cfg->wrap : 0;
+
+		atomic_init(&R.ctl->g.gen, g0);
+		atomic_init(&R.ctl->g.word, (uint32_t)g0);
+		res->nwords = 1;
+		res->word_start[0] = (uint32_t)g0;
+		res->gen_start = g0;
+	} else if ((err = setup_channel(&R, res))) {
+		goto out;
+	}
+
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &oldmask);
+	fflush(NULL);  /* nothing buffered is written twice */
+	for (unsigned i = 0; i < R.nprocs; i++) {
+		pid_t pid = fork();
+
+		if (pid == 0)
+			_exit(child_main(&R, i, &oldmask));
+		if (pid < 0) {
+			err = -errno;
+			snprintf(res->error, sizeof(res->error), "fork: %s", strerror(errno));
+			R.sup_errors++;
+			set_flag(&R.ctl->abort);
+			break;
+		}
+		R.pids[i] = pid;
+		kids[i].pid = pid;
+		nkids++;
+	}
+	supervise(&R, kids, nkids, res);
+	sigprocmask(SIG_SETMASK, &oldmask, NULL);
+	final_checks(&R, res);
+	if (R.ctl->err_claimed && !res->error[0])
+		snprintf(res->error, sizeof(res->error), "%s", R.ctl->err);
+	if (flag(&R.ctl->stop) || flag(&R.ctl->abort) || flag(&R.ctl->cut) ||
+	    (cfg->count && res->sent < (cfg->sleepers ? cfg->count : cfg->count * cfg->nprod)))
+		res->cut_short = true;
+	err = err == -EAGAIN || err == -ENOMEM ? 0 : err;  /* it ran, partly */
+out:
+	if (R.bitmap)
+		munmap(R.bitmap, R.bitmap_size);
+	if (R.map)
+		munmap(R.map, R.map_size);
+	rbus_region_close(R.r);
+	if (R.ctl)
+		munmap(R.ctl, R.ctl_size);
+	free(R.pids);
+	free(kids);
+	return err;
+}
+
+bool rb_stress_passed(const struct rb_stress_result *res)
+{
+	return !res->stalls && !res->lost && !res->duplicated && !res->reordered &&
+	       !res->corrupt && !res->errors;
+}
+
+bool rb_stress_crossed(const struct rb_stress_result *res, unsigned i)
+{
+	return i < res->nwords && (uint64_t)res->word_start[i] + res->word_moves[i] >= (UINT64_C(1) << 32);
+}
+
+void rb_stress_print_line(FILE *f, const char *name, const struct rb_stress_cfg *cfg,
+			  const struct rb_stress_result *res)
+{
+	double s = (double)res->elapsed_ns / 1e9;
+
+	if (cfg->sleepers)
+		fprintf(f, "%s: %u sleepers: %llu generations in %.2f s (%.0f/s); ", name,
+			cfg->sleepers, (unsigned long long)res->ops, s,
+			s > 0 ? (double)res->ops / s : 0.0);
+	else
+		fprintf(f, "%s: %s %s %up%uc: sent %llu received %llu in %.2f s (%.0f msg/s); ",
+			name, rb_kind_name(cfg->kind), rb_wakeup_name(cfg->wakeup), cfg->nprod,
+			cfg->ncons, (unsigned long long)res->sent, (unsigned long long)res->ops, s,
+			s > 0 ? (double)res->ops / s : 0.0);
+	fprintf(f, "sleeps %llu wakes %llu blind %llu timeouts %llu eintr %llu; stalls %llu "
+		"lost %llu dup %llu reordered %llu corrupt %llu errors %llu%s%s%s\n",
+		(unsigned long long)res->sleeps, (unsigned long long)res->wakes,
+		(unsigned long long)res->blind, (unsigned long long)res->timeouts,
+		(unsigned long long)res->eintr, (unsigned long long)res->stalls,
+		(unsigned long long)res->lost, (unsigned long long)res->duplicated,
+		(unsigned long long)res->reordered, (unsigned long long)res->corrupt,
+		(unsigned long long)res->errors, res->cut_short ? " (cut short)" : "",
+		res->error[0] ? ": " : "", res->error);
+	fflush(f);
+}
