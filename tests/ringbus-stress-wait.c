@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ringbus-stress-wait - the lost-wakeup stress of stress.c at length, for
- * make stress: every backend and kind, N messages each (default 10^8 in
- * all, split across the configurations).  Exit 0 only if every run had no
- * stall, loss, duplicate, reorder, corruption or error.
+ * ringbus-stress-wait - the lost-wakeup stress (the engine of `ringbus
+ * stress`, tools/cli/stress_engine.c) at length, for make stress: every
+ * backend and kind, N messages each (default 10^8 in all, split across the
+ * configurations).  Exit 0 only if every run had no stall, loss, duplicate,
+ * reorder, corruption or error.
  */
 #include "config.h"
 
@@ -11,13 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "stress.h"
+#include "stress_engine.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: ringbus-stress-wait [-n MESSAGES] [-w WAIT_MS]\n"
 		"  -n, --messages N  messages per configuration (default 25000000: 10^8 in all)\n"
-		"  -w, --wait MS     timeout of every wait; a stall outlives half of it (default 1000)\n"
+		"  -w, --wait MS     timeout of every wait, at least 50 (default 1000)\n"
 		"  -h, --help        this text\n"
 		"Exit status: 0 when nothing was stalled, lost, duplicated, reordered or corrupt;\n"
 		"1 otherwise; 2 on a usage error.\n");
@@ -69,20 +70,22 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
-		struct stress_cfg cfg = {
+		struct rb_stress_cfg cfg = {
 			.kind = runs[i].kind, .wakeup = runs[i].wakeup, .nprod = runs[i].np,
-			.ncons = runs[i].nc, .per_producer = n / runs[i].np, .capacity = 64,
+			.ncons = runs[i].nc, .count = n / runs[i].np, .capacity = 64,
+			.max_msg = 64, .traffic = RB_STRESS_BURSTS,
+			.jitter = RB_STRESS_JITTER_LIGHT,
 			.wait_ns = (int64_t)wait_ms * 1000000, .seed = (unsigned)i + 11,
 		};
-		struct stress_result res;
+		struct rb_stress_result res;
 
-		if (stress_run(&cfg, &res)) {
-			fprintf(stderr, "ringbus-stress-wait: could not set up run %zu\n", i);
+		if (rb_stress_run(&cfg, &res)) {
+			fprintf(stderr, "ringbus-stress-wait: could not set up run %zu: %s\n", i,
+				res.error);
 			return 1;
 		}
-		stress_print("stress", &cfg, &res);
-		if (res.stalls || res.lost || res.duplicated || res.reordered || res.corrupt ||
-		    res.errors || res.received != res.sent || res.cut_short)
+		rb_stress_print_line(stdout, "stress", &cfg, &res);
+		if (!rb_stress_passed(&res) || res.ops != res.sent || res.cut_short)
 			bad = 1;
 	}
 	printf("%s\n", bad ? "FAIL" : "PASS");

@@ -1,43 +1,48 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_detector.c - proof that the stall detector of stress.c works: the
- * same run against a library built with RBUS_TEST_NO_RECHECK (the sleeper
- * does not re-check the ring after registering, nor bound its first sleep
- * with a probe: the classic lost-wakeup bug) must report stalls.  Heavy
- * jitter in the sleeper's handshake opens the window, single messages with
- * pauses keep a lost wakeup from being healed by the next message; W is
- * short, and the run ends at the first stall.  One consumer for MPMC too:
- * with two, the other consumer takes the message a lost wakeup left
- * behind more often than not, which heals the stall before the detector
- * can see it; how often depended on incidental timing (a 2-consumer run
- * went from ~2 s to over 60 s to its first stall when unrelated code was
- * linked into the library).  tests/test_stress runs 1p2c and 2p2c against
- * the real library.
+ * test_detector.c - proof that the stall detector of the stress engine
+ * (tools/cli/stress_engine.c) works: the same run against a library built
+ * with RBUS_TEST_NO_RECHECK (the sleeper does not re-check the ring after
+ * registering, nor bound its first sleep with a probe: the classic
+ * lost-wakeup bug) must report stalls.  Heavy jitter in the sleeper's
+ * handshake opens the window, sparse traffic (single messages with pauses)
+ * keeps a lost wakeup from being healed by the next message; W is short,
+ * and the run ends at the first stall.  One consumer for MPMC too: with
+ * two, the other consumer takes the message a lost wakeup left behind more
+ * often than not, which heals the stall before the detector can see it;
+ * how often depended on incidental timing (a 2-consumer run went from ~2 s
+ * to over 60 s to its first stall when unrelated code was linked into the
+ * library).  tests/test_stress runs 1p1c and 2p2c against the real
+ * library; tests/test_cli_stress runs the same detector through the
+ * command, `ringbus stress`, linked with this library.
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "helpers.h"
-#include "stress.h"
+#include "stress_engine.h"
 
 START_TEST(detector_sees_lost_wakeups)
 {
-	struct stress_cfg cfg = {
+	struct rb_stress_cfg cfg = {
 		.kind = _i ? RBUS_KIND_MPMC : RBUS_KIND_SPSC, .wakeup = RBUS_WAKE_FUTEX,
-		.nprod = 1, .ncons = 1, .per_producer = 100000, .capacity = 16,
-		.wait_ns = 100000000, .heavy = 1, .stop_at_stall = true,
-		.max_ns = 60000000000, .seed = 7,
+		.nprod = 1, .ncons = 1, .count = 100000, .capacity = 16, .max_msg = 64,
+		.traffic = RB_STRESS_SPARSE, .jitter = RB_STRESS_JITTER_HEAVY,
+		.wait_ns = 100000000, .stop_at_stall = true,
+		.duration_ns = 60000000000, .seed = 7,
 	};
-	struct stress_result res;
+	struct rb_stress_result res;
 
-	ck_assert_int_eq(stress_run(&cfg, &res), 0);
-	stress_print("detector", &cfg, &res);
+	ck_assert_int_eq(rb_stress_run(&cfg, &res), 0);
+	rb_stress_print_line(stdout, "detector", &cfg, &res);
 	ck_assert_msg(res.stalls > 0, "no stall found in %.1f s without the re-check",
 		      (double)res.elapsed_ns / 1e9);
 	/* Stalls, not damage: the bug delays messages, it loses none. */
 	ck_assert_uint_eq(res.lost, 0);
 	ck_assert_uint_eq(res.corrupt, 0);
+	ck_assert_msg(res.errors == 0, "errors: %s", res.error);
 }
 END_TEST
 

@@ -1,17 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_stress.c - the lost-wakeup stress (stress.c) in make check: 10^6
- * verified messages per configuration through waiting calls, with jitter
- * in the handshake, for both backends and kinds.  Zero stalls, losses,
- * duplicates, reorders and corruptions required.  RBUS_TEST_SCALE divides
- * the count (the sanitizer build); make stress runs 10^8.
+ * test_stress.c - the lost-wakeup stress in make check: the engine of
+ * `ringbus stress` (tools/cli/stress_engine.c), 10^6 verified messages per
+ * configuration through waiting calls, with jitter in the handshake, for
+ * both backends and kinds.  Zero stalls, losses, duplicates, reorders and
+ * corruptions required.  RBUS_TEST_SCALE divides the count (the sanitizer
+ * build); make stress runs 10^8.
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "helpers.h"
-#include "stress.h"
+#include "stress_engine.h"
 
 static const struct {
 	enum rbus_kind kind;
@@ -26,24 +28,27 @@ static const struct {
 
 START_TEST(no_lost_wakeups)
 {
-	struct stress_cfg cfg = {
+	struct rb_stress_cfg cfg = {
 		.kind = configs[_i].kind, .wakeup = configs[_i].wakeup,
 		.nprod = configs[_i].nprod, .ncons = configs[_i].ncons,
-		.per_producer = th_scaled(1000000) / configs[_i].nprod,
-		.capacity = 64, .wait_ns = 1000000000, .seed = (unsigned)_i + 1,
+		.count = th_scaled(1000000) / configs[_i].nprod,
+		.capacity = 64, .max_msg = 64, .traffic = RB_STRESS_BURSTS,
+		.jitter = RB_STRESS_JITTER_LIGHT, .wait_ns = 1000000000,
+		.seed = (unsigned)_i + 1,
 	};
-	struct stress_result res;
+	struct rb_stress_result res;
 
-	ck_assert_int_eq(stress_run(&cfg, &res), 0);
-	stress_print("stress", &cfg, &res);
-	ck_assert_uint_eq(res.errors, 0);
-	ck_assert_uint_eq(res.sent, cfg.per_producer * cfg.nprod);
-	ck_assert_uint_eq(res.received, res.sent);
+	ck_assert_int_eq(rb_stress_run(&cfg, &res), 0);
+	rb_stress_print_line(stdout, "stress", &cfg, &res);
+	ck_assert_msg(res.errors == 0, "errors: %s", res.error);
+	ck_assert_uint_eq(res.sent, cfg.count * cfg.nprod);
+	ck_assert_uint_eq(res.ops, res.sent);
 	ck_assert_uint_eq(res.lost, 0);
 	ck_assert_uint_eq(res.duplicated, 0);
 	ck_assert_uint_eq(res.reordered, 0);
 	ck_assert_uint_eq(res.corrupt, 0);
 	ck_assert_msg(res.stalls == 0, "%llu stalls", (unsigned long long)res.stalls);
+	ck_assert(!res.cut_short);
 	/* It did exercise the sleep path. */
 	ck_assert_uint_gt(res.sleeps, 0);
 	ck_assert_uint_gt(res.wakes, 0);
@@ -54,18 +59,19 @@ END_TEST
  * same criterion finds no stall, so the detector's stalls are the bug's. */
 START_TEST(detector_traffic_no_stalls)
 {
-	struct stress_cfg cfg = {
+	struct rb_stress_cfg cfg = {
 		.kind = _i ? RBUS_KIND_MPMC : RBUS_KIND_SPSC, .wakeup = RBUS_WAKE_FUTEX,
-		.nprod = 1, .ncons = 1, .per_producer = 100000, .capacity = 16,
-		.wait_ns = 100000000, .heavy = 1, .max_ns = 6000000000, .seed = 7,
+		.nprod = 1, .ncons = 1, .count = 100000, .capacity = 16, .max_msg = 64,
+		.traffic = RB_STRESS_SPARSE, .jitter = RB_STRESS_JITTER_HEAVY,
+		.wait_ns = 100000000, .duration_ns = 6000000000, .seed = 7,
 	};
-	struct stress_result res;
+	struct rb_stress_result res;
 
-	ck_assert_int_eq(stress_run(&cfg, &res), 0);
-	stress_print("detector traffic", &cfg, &res);
-	ck_assert_uint_eq(res.errors, 0);
+	ck_assert_int_eq(rb_stress_run(&cfg, &res), 0);
+	rb_stress_print_line(stdout, "detector traffic", &cfg, &res);
+	ck_assert_msg(res.errors == 0, "errors: %s", res.error);
 	ck_assert_uint_gt(res.sent, 0);
-	ck_assert_uint_eq(res.received, res.sent);
+	ck_assert_uint_eq(res.ops, res.sent);
 	ck_assert_uint_eq(res.lost + res.duplicated + res.reordered + res.corrupt, 0);
 	ck_assert_msg(res.stalls == 0, "%llu stalls", (unsigned long long)res.stalls);
 	/* The waits did run into W (the long pauses): the criterion, not a
