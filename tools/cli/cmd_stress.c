@@ -325,6 +325,22 @@ static const char *optname(int val)
 	return "?";
 }
 
+/* getopt_long() refused @arg: an unknown option, or a value given to one
+ * that takes none ("--signals=yes"). */
+static int unknown_option(const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+
+	if (optopt && optopt < OPT_PRODUCERS)
+		return rb_usage_err("unknown option '-%c'", optopt);
+	if (!strncmp(arg, "--", 2) && eq)
+		for (const struct option *o = longopts; o->name; o++)
+			if (strlen(o->name) == (size_t)(eq - arg - 2) &&
+			    !strncmp(o->name, arg + 2, (size_t)(eq - arg - 2)))
+				return rb_usage_err("option '--%s' takes no value", o->name);
+	return rb_usage_err("unknown option '%s'", arg);
+}
+
 int cmd_stress(int argc, char **argv)
 {
 	struct rb_stress_cfg cfg = {
@@ -438,7 +454,7 @@ int cmd_stress(int argc, char **argv)
 		case ':':
 			return rb_usage_err("option '%s' needs a value", argv[optind - 1]);
 		default:
-			return rb_usage_err("unknown option '%s'", argv[optind - 1]);
+			return unknown_option(argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
