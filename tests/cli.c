@@ -198,30 +198,35 @@ pid_t cli_spawn(const char *const *argv, int in_fd, int out_fd, int err_fd)
 int cli_wait(pid_t pid, int limit_s)
 {
 	int64_t until = mono_ms() + (int64_t)limit_s * 1000;
-	int status;
+	sigset_t chld, old;
+	int status, ret;
 
-	/* Poll the child's state without sleeping: a blocking waitpid() with
-	 * an alarm would need a signal handler in the test. */
+	/* Wait for SIGCHLD, 100 ms at a time, rather than block in waitpid():
+	 * a hung child must fail the test, not hang it.  SIGCHLD is blocked
+	 * (so that it stays pending) only in here: commands started later
+	 * must not inherit a blocked SIGCHLD. */
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &old);
 	for (;;) {
-		struct timespec ts = { 0, 0 };
-		sigset_t set;
+		struct timespec ts = { 0, 100000000 };
 		pid_t w = waitpid(pid, &status, WNOHANG);
 
-		if (w == pid)
-			return decode(status);
+		if (w == pid) {
+			ret = decode(status);
+			break;
+		}
 		ck_assert_int_eq(w, 0);
 		if (mono_ms() > until) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
+			sigprocmask(SIG_SETMASK, &old, NULL);
 			ck_abort_msg("pid %d did not exit within %d s", (int)pid, limit_s);
 		}
-		/* Wait for SIGCHLD (blocked, so it stays pending), 100 ms at most. */
-		sigemptyset(&set);
-		sigaddset(&set, SIGCHLD);
-		sigprocmask(SIG_BLOCK, &set, NULL);
-		ts.tv_nsec = 100000000;
-		sigtimedwait(&set, NULL, &ts);
+		sigtimedwait(&chld, NULL, &ts);
 	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return ret;
 }
 
 void cli_daemon_start(struct cli_daemon *d, const char *const *extra)

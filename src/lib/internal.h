@@ -164,9 +164,10 @@ int rbus_wait_open(struct rbus_channel *ch);
 void rbus_wait_close(struct rbus_channel *ch);
 void rbus_wait_cancel(struct rbus_channel *ch);
 
-/* Test builds only (Makefile.am builds tests/libringbus-hooks.la with
- * RBUS_TEST_HOOKS): a hook called at each step of the sleep/wake handshake,
- * where tests/stress.c injects pauses, yields and sleeps. */
+/* Builds with RBUS_TEST_HOOKS only (Makefile.am: tests/libringbus-hooks.la,
+ * and tools/libringbus-tool.la, the copy ringbus(1) carries): a hook called at each step of the sleep/wake handshake,
+ * where the stress engine (tools/cli/stress_engine.c) injects pauses, yields
+ * and sleeps. */
 enum rbus_jitter_point {
 	RBUS_J_SLEEPER_SEQ,       /* after loading the futex word */
 	RBUS_J_SLEEPER_REGISTER,  /* after registering as a sleeper */
