@@ -291,6 +291,27 @@ void cli_daemon_stop(struct cli_daemon *d)
 	rmdir(d->dir);
 }
 
+void cli_usage_error(const char *const *argv, const char *says, const char *cmd)
+{
+	struct cli_result r;
+	char hint[64], line[256] = "";
+
+	for (const char *const *a = argv + 1; *a && strlen(line) < 200; a++)
+		snprintf(line + strlen(line), sizeof(line) - strlen(line), " %s", *a);
+	if (cmd)
+		snprintf(hint, sizeof(hint), "Try 'ringbus %s --help'.", cmd);
+	else
+		snprintf(hint, sizeof(hint), "Try 'ringbus --help'.");
+	cli_run(argv, NULL, 0, 30, &r);
+	ck_assert_msg(r.status == 2, "ringbus%s: exit %d, want 2; stderr:\n%s", line,
+		      r.status, r.err);
+	ck_assert_msg(cli_has(r.err, says), "ringbus%s: stderr lacks \"%s\":\n%s", line,
+		      says, r.err);
+	ck_assert_msg(cli_has(r.err, hint), "ringbus%s: no \"%s\":\n%s", line, hint, r.err);
+	ck_assert_msg(r.out_len == 0, "ringbus%s: wrote to stdout:\n%s", line, r.out);
+	cli_free(&r);
+}
+
 char *cli_slurp(const char *path, size_t *len)
 {
 	struct sink s = { .fd = open(path, O_RDONLY | O_CLOEXEC) };

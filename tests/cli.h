@@ -62,6 +62,11 @@ void cli_daemon_start(struct cli_daemon *d, const char *const *extra);
 /* SIGTERM it, check it exited 0, remove its directory. */
 void cli_daemon_stop(struct cli_daemon *d);
 
+/* Run @argv (no stdin) and check that it is a usage error: exit status 2,
+ * @says on stderr, then the hint "Try 'ringbus @cmd --help'." ("Try
+ * 'ringbus --help'." for a NULL @cmd), and nothing on stdout. */
+void cli_usage_error(const char *const *argv, const char *says, const char *cmd);
+
 /* Read the whole file @path (NUL-terminated) into a malloc'd buffer. */
 char *cli_slurp(const char *path, size_t *len);
 /* Does @hay contain @needle? */

@@ -326,19 +326,8 @@ START_TEST(usage_errors)
 		  "--socket and --daemon exclude each other" },
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct cli_result r;
-
-		run(&r, cases[i].argv);
-		ck_assert_msg(r.status == 2, "case %zu: exit %d, want 2; stderr:\n%s",
-			      i, r.status, r.err);
-		ck_assert_msg(cli_has(r.err, cases[i].says), "case %zu: stderr lacks \"%s\":\n%s",
-			      i, cases[i].says, r.err);
-		ck_assert_msg(cli_has(r.err, "Try 'ringbus demo --help'."), "case %zu: no hint:\n%s",
-			      i, r.err);
-		ck_assert_str_eq(r.out, "");
-		cli_free(&r);
-	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cli_usage_error(cases[i].argv, cases[i].says, "demo");
 }
 END_TEST
 

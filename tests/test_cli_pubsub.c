@@ -513,18 +513,10 @@ START_TEST(usage_errors)
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *argv[12] = { CLI_PATH };
-		struct cli_result r;
 
 		for (int k = 0; cases[i].argv[k]; k++)
 			argv[k + 1] = cases[i].argv[k];
-		cli_run(argv, NULL, 0, LIMIT, &r);
-		ck_assert_msg(r.status == 2, "case %zu: exit %d, want 2; stderr:\n%s",
-			      i, r.status, r.err);
-		ck_assert_msg(cli_has(r.err, cases[i].says), "case %zu: stderr lacks \"%s\":\n%s",
-			      i, cases[i].says, r.err);
-		ck_assert_msg(cli_has(r.err, "Try 'ringbus"), "case %zu: no hint:\n%s", i, r.err);
-		ck_assert_str_eq(r.out, "");
-		cli_free(&r);
+		cli_usage_error(argv, cases[i].says, cases[i].argv[0]);
 	}
 }
 END_TEST

@@ -123,21 +123,12 @@ START_TEST(usage_errors)
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *argv[12] = { CLI_PATH, "stress" };
-		struct cli_result r;
 		size_t n = 2;
 
 		for (size_t k = 0; k < 8 && cases[i].argv[k]; k++)
 			argv[n++] = cases[i].argv[k];
 		argv[n] = NULL;
-		run(&r, argv, LIMIT);
-		ck_assert_msg(r.status == 2, "case %zu: exit %d, want 2; stderr:\n%s", i, r.status,
-			      r.err);
-		ck_assert_msg(cli_has(r.err, cases[i].says), "case %zu: stderr lacks \"%s\":\n%s", i,
-			      cases[i].says, r.err);
-		ck_assert_msg(cli_has(r.err, "Try 'ringbus stress --help'."), "case %zu:\n%s", i,
-			      r.err);
-		ck_assert_str_eq(r.out, "");
-		cli_free(&r);
+		cli_usage_error(argv, cases[i].says, "stress");
 	}
 }
 END_TEST
