@@ -872,9 +872,13 @@ static int out_msg(struct sub *s, const void *pre, size_t npre, const void *msg,
 
 		return write_all(s, v, 3);
 	}
-	memcpy(s->buf + s->len, pre, npre);
-	memcpy(s->buf + s->len + npre, msg, len);
-	memcpy(s->buf + s->len + npre + len, post, npost);
+	/* Each part may be empty, with a NULL pointer: memcpy() must not see it. */
+	if (npre)
+		memcpy(s->buf + s->len, pre, npre);
+	if (len)
+		memcpy(s->buf + s->len + npre, msg, len);
+	if (npost)
+		memcpy(s->buf + s->len + npre + len, post, npost);
 	s->len += all;
 	return 0;
 }
