@@ -42,6 +42,8 @@ static int decode(int status)
 
 static void child_exec(const char *const *argv, const char *const *env)
 {
+	/* The test ignores SIGPIPE (cli_run_env()); the command must not. */
+	signal(SIGPIPE, SIG_DFL);
 	if (env)
 		for (; *env; env++)
 			putenv((char *)*env);
@@ -90,6 +92,8 @@ void cli_run_env(const char *const *argv, const char *const *env,
 	pid_t pid;
 
 	memset(res, 0, sizeof(*res));
+	/* A command that exits before reading all its input: EPIPE, not death. */
+	signal(SIGPIPE, SIG_IGN);
 	ck_assert_int_eq(pipe2(pin, O_CLOEXEC), 0);
 	ck_assert_int_eq(pipe2(pout, O_CLOEXEC), 0);
 	ck_assert_int_eq(pipe2(perr, O_CLOEXEC), 0);
@@ -260,7 +264,10 @@ void cli_daemon_start(struct cli_daemon *d, const char *const *extra)
 	}
 	close(p[1]);
 	close(logfd);
-	n = read(p[0], buf, sizeof(buf));
+	/* Bounded: a daemon that neither says "ready" nor exits fails the test. */
+	n = -1;
+	if (poll(&(struct pollfd){ .fd = p[0], .events = POLLIN }, 1, 20000) == 1)
+		n = read(p[0], buf, sizeof(buf));
 	close(p[0]);
 	if (n != 6 || memcmp(buf, "ready\n", 6)) {
 		char *log = cli_slurp(d->log, NULL);

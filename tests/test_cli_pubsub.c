@@ -250,6 +250,24 @@ START_TEST(pub_count)
 }
 END_TEST
 
+/* A producer that sends nothing (an empty input) and leaves still ends sub:
+ * it came and went, even though the ring never moved. */
+START_TEST(pub_empty_input)
+{
+	const char *out = tmpfile_in("out");
+	struct cli_result r;
+	pid_t sub = spawn_files(RB("sub", "ch"), NULL, out, NULL);
+
+	wait_attached("ch", RBUS_CONSUMER);
+	cli_run(RB("pub", "ch"), "", 0, LIMIT, &r);
+	ck_assert_msg(r.status == 0, "pub exit %d:\n%s", r.status, r.err);
+	cli_free(&r);
+	ck_assert_int_eq(cli_wait(sub, LIMIT), 0);
+	assert_empty_file(out);
+	drop(out);
+}
+END_TEST
+
 /* The channel's variants for the binary round trips. */
 static const char *const variants[][4] = {
 	{ "--kind", "spsc", "--wakeup", "futex" },
@@ -594,6 +612,7 @@ static Suite *pubsub_suite(void)
 	tcase_add_test(tc, lines_sub_first);
 	tcase_add_test(tc, pub_first_count);
 	tcase_add_test(tc, pub_count);
+	tcase_add_test(tc, pub_empty_input);
 	tcase_add_loop_test(tc, binary_round_trip, 0, nvariants);
 	tcase_add_loop_test(tc, raw_round_trip, 0, nvariants);
 	tcase_add_test(tc, yes_head);

@@ -156,7 +156,8 @@ static void parse_args(int argc, char **argv)
 					optarg, 0, 3600000) * 1000000;
 			break;
 		case OPT_READY_FD:
-			rbusd_cfg.ready_fd = (int)parse_num("ready-fd", optarg, 0, INT32_MAX);
+			/* Not a standard stream: it is closed once written. */
+			rbusd_cfg.ready_fd = (int)parse_num("ready-fd", optarg, 3, INT32_MAX);
 			if (fcntl(rbusd_cfg.ready_fd, F_GETFD) < 0) {
 				fprintf(stderr, "ringbusd: --ready-fd %s: %s\n", optarg,
 					strerror(errno));

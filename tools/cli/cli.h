@@ -39,13 +39,22 @@ void rb_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same, and "Try 'ringbus CMD --help'."; returns RB_EXIT_USAGE. */
 int rb_usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* The exit status for a negative errno from the broker or a channel. */
+struct option;
+/* After getopt_long() returned '?' for @arg (argv[optind - 1]): say what
+ * was wrong with it ("unknown option '-x'", "option '--json' takes no
+ * value", ...) and return RB_EXIT_USAGE. */
+int rb_bad_option(const struct option *longopts, const char *arg);
+
+/* The exit status for a negative errno from a channel or the system. */
 int rb_exit_for(int err);
+/* The same for an error of a broker call: -ETIMEDOUT and -EPROTO there are a
+ * broker that does not work (3), not a --timeout. */
+int rb_broker_exit(int err);
 
 /*
  * Option values.  Each returns 0, or prints an error naming @opt and the
  * value and returns -1.
- *   rb_parse_u64:      a decimal or 0x number in [min, max].
+ *   rb_parse_u64:      a decimal (never octal) or 0x number in [min, max].
  *   rb_parse_size:     bytes, with an optional k/K, m/M, g/G suffix (powers
  *                      of 1024), in [min, max].
  *   rb_parse_seconds:  a duration in seconds: "5", "0.5", "250ms", "2s",

@@ -293,9 +293,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case ':':
 			return rb_usage_err("option '%s' needs a value", argv[optind - 1]);
 		default:
-			if (optopt)
-				return rb_usage_err("unknown option '-%c'", optopt);
-			return rb_usage_err("unknown option '%s'", argv[optind - 1]);
+			return rb_bad_option(longopts, argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
@@ -453,20 +451,26 @@ static int find_daemon(struct demo *d)
 		snprintf(d->daemon, sizeof(d->daemon), "%s", d->o.daemon);
 		return 0;
 	}
+	/* The build tree's daemon, only for the build tree's command: an
+	 * installed ringbus must not run whatever lies at ../src/daemon. */
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n > 0) {
-		char *slash;
+		char *slash, *tools = realpath(RBUS_BUILDDIR "/tools", NULL);
 
 		self[n] = 0;
 		slash = strrchr(self, '/');
-		if (slash) {
-			int r;
+		if (slash)
+			*slash = 0;  /* the directory of this program */
+		if (slash && tools && !strcmp(self, tools)) {
+			int r = snprintf(d->daemon, sizeof(d->daemon), "%s/../src/daemon/ringbusd",
+					 self);
 
-			*slash = 0;
-			r = snprintf(d->daemon, sizeof(d->daemon), "%s/../src/daemon/ringbusd", self);
-			if (r > 0 && (size_t)r < sizeof(d->daemon) && executable(d->daemon))
+			if (r > 0 && (size_t)r < sizeof(d->daemon) && executable(d->daemon)) {
+				free(tools);
 				return 0;
+			}
 		}
+		free(tools);
 	}
 	snprintf(d->daemon, sizeof(d->daemon), "%s", RBUS_SBINDIR "/ringbusd");
 	if (executable(d->daemon))
@@ -1245,7 +1249,7 @@ static int create_channels(struct demo *d)
 			rb_err("creating channel %s (SPSC, %u slots of %zu bytes) at %s: %s",
 			       d->name[i], co.capacity, sizeof(struct sample), d->sock,
 			       rbus_strerror(err));
-			return rb_exit_for(err) == RB_EXIT_NOCHAN ? RB_EXIT_FAIL : rb_exit_for(err);
+			return rb_broker_exit(err) == RB_EXIT_NOCHAN ? RB_EXIT_FAIL : rb_broker_exit(err);
 		}
 		d->created[i] = true;
 	}

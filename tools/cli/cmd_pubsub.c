@@ -389,13 +389,6 @@ static int poll_pause(int64_t dl)
 	return 0;
 }
 
-/* The exit status for a broker error; a connection that timed out is a
- * broker that does not answer, not our --timeout. */
-static int broker_exit(int err)
-{
-	return err == -ETIMEDOUT || err == -EPROTO ? RB_EXIT_NODAEMON : rb_exit_for(err);
-}
-
 /* The channel existed: say which of the creation options given it does not
  * match (they were not applied). */
 static void warn_differs(const struct opts *o, const struct rbus_broker_entry *e)
@@ -452,7 +445,7 @@ static int open_channel(const struct opts *o, enum rbus_role role,
 		} else if (r != -EEXIST) {
 			rb_err("channel %s: cannot create it: %s", o->channel, rbus_strerror(r));
 			rbus_broker_close(b);
-			return r == -EINVAL ? RB_EXIT_FAIL : broker_exit(r);
+			return r == -EINVAL ? RB_EXIT_FAIL : rb_broker_exit(r);
 		}
 	}
 	/* Only when options were given: a stat is a round trip and a few KiB.
@@ -482,7 +475,7 @@ static int open_channel(const struct opts *o, enum rbus_role role,
 	default:
 		rb_err("channel %s: cannot open it as %s: %s", o->channel, what,
 		       rbus_strerror(r));
-		return broker_exit(r);
+		return rb_broker_exit(r);
 	}
 	return 0;
 }
@@ -934,6 +927,7 @@ int cmd_sub(int argc, char **argv)
 	struct rbus_region_info in;
 	struct iovec iov[BATCH];
 	uint64_t got = 0;
+	bool first;
 	int64_t dl;
 	char tb[32];
 	int rc = parse_args(argc, argv, &o, help_sub);
@@ -956,6 +950,7 @@ int cmd_sub(int argc, char **argv)
 	rbus_region_info(rbus_channel_region(s.ch), &in);
 	s.tail0 = in.tail;
 	s.peer_seen = in.producers > 0;
+	first = true;
 	dl = deadline(&o);
 	rc = -1;
 	while (rc < 0) {
@@ -965,6 +960,15 @@ int cmd_sub(int argc, char **argv)
 		if (o.count && o.count - got < want)
 			want = (unsigned)(o.count - got);
 		n = rbus_peek_batch(s.ch, iov, want);
+		/* The first look tells a fresh channel from one whose
+		 * producers left before we came: the library says -EPIPE
+		 * for an empty ring only once a producer has been attached
+		 * and none is now.  -EAGAIN at first means none has been, or
+		 * one is attached now; either way an -EPIPE later means a
+		 * producer came and went, even one that sent nothing. */
+		if (first && n == -EAGAIN)
+			s.peer_seen = true;
+		first = false;
 		if (n == -EAGAIN) {
 			/* About to block: what we have is shown now. */
 			if (out_flush(&s))

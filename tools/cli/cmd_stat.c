@@ -127,6 +127,9 @@ int cmd_ls(int argc, char **argv)
 	struct rbus_broker *b;
 	struct rb_json j;
 	struct ls_state st = { 0 };
+	char *out = NULL;
+	size_t out_len = 0;
+	FILE *f = stdout;
 	int c, r;
 
 	opterr = 0;
@@ -136,7 +139,7 @@ int cmd_ls(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'h': ls_usage(stdout); return RB_EXIT_OK;
 		case ':': return rb_usage_err("option '%s' needs a value", argv[optind - 1]);
-		default: return rb_usage_err("unknown option '%s'", argv[optind - 1]);
+		default: return rb_bad_option(opts, argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
@@ -144,24 +147,34 @@ int cmd_ls(int argc, char **argv)
 	r = rb_connect(socket, &b);
 	if (r)
 		return r;
+	/* The JSON goes to memory first: a listing that fails halfway must
+	 * not leave half an object on stdout. */
 	if (json) {
-		rb_json_init(&j, stdout);
+		f = open_memstream(&out, &out_len);
+		if (!f) {
+			rbus_broker_close(b);
+			rb_err("no memory for the listing");
+			return RB_EXIT_FAIL;
+		}
+		rb_json_init(&j, f);
 		rb_json_open(&j, NULL, '{');
 		rb_json_open(&j, "channels", '[');
 		st.json = &j;
 	}
 	r = rbus_broker_list(b, ls_one, &st);
 	rbus_broker_close(b);
-	if (r < 0) {
-		if (json)
-			putchar('\n');
-		rb_err("listing the broker's channels: %s", rbus_strerror(r));
-		return rb_exit_for(r) == RB_EXIT_NOCHAN ? RB_EXIT_FAIL : rb_exit_for(r);
-	}
 	if (json) {
 		rb_json_close(&j, ']');
 		rb_json_close(&j, '}');
 		rb_json_end(&j);
+		fclose(f);
+		if (r == 0)
+			fwrite(out, 1, out_len, stdout);
+		free(out);
+	}
+	if (r < 0) {
+		rb_err("listing the broker's channels: %s", rbus_strerror(r));
+		return rb_broker_exit(r) == RB_EXIT_NOCHAN ? RB_EXIT_FAIL : rb_broker_exit(r);
 	}
 	return fflush(stdout) ? RB_EXIT_FAIL : RB_EXIT_OK;
 }
@@ -182,6 +195,7 @@ static void stat_usage(FILE *f)
 		"(another process's memfd: 'ringbus stat --fd 3 3<>/proc/PID/fd/N'), or\n"
 		"--shm NAME, a POSIX shm object ('/name').  Then the holders are counts,\n"
 		"without pids, and the broker's counters (opens, deaths) are absent.\n"
+		"A region of the eventfd backend can only be read through the broker.\n"
 		"\n"
 		"  -s, --socket PATH      the broker's socket (see ringbus ls --help)\n"
 		"      --fd FD            read the region behind FD\n"
@@ -431,14 +445,6 @@ static void print_json(const char *name, const struct view *v, const struct rate
 	rb_json_end(&j);
 }
 
-static volatile sig_atomic_t interrupted;
-
-static void on_interrupt(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
 /* Read @name (broker) or the region into @v.  Returns 0 or an exit status. */
 static int take_view(struct rbus_broker *b, const char *name, struct rbus_region *r,
 		     struct view *v)
@@ -461,7 +467,7 @@ static int take_view(struct rbus_broker *b, const char *name, struct rbus_region
 	default:
 		rb_err("channel '%s': %s", name, rbus_strerror(e));
 	}
-	return rb_exit_for(e);
+	return rb_broker_exit(e);
 }
 
 int cmd_stat(int argc, char **argv)
@@ -486,6 +492,7 @@ int cmd_stat(int argc, char **argv)
 	struct rbus_broker *b = NULL;
 	struct rbus_region *r = NULL;
 	struct view prev = { 0 }, cur;
+	sigset_t stop_set;
 	uint64_t prev_t = 0;
 	char source[96];
 
@@ -511,7 +518,7 @@ int cmd_stat(int argc, char **argv)
 			break;
 		case 'h': stat_usage(stdout); return RB_EXIT_OK;
 		case ':': return rb_usage_err("option '%s' needs a value", argv[optind - 1]);
-		default: return rb_usage_err("unknown option '%s'", argv[optind - 1]);
+		default: return rb_bad_option(opts, argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
@@ -547,20 +554,25 @@ int cmd_stat(int argc, char **argv)
 		if (e) {
 			rb_err("%s: %s%s", source, e == -EBADF ? "not an open file descriptor" :
 			       rbus_strerror(e), e == -EACCES && fd >= 0 ?
-			       " (the region is mapped read-write: open the fd so, 3<>)" : "");
+			       " (the region is mapped read-write: open the fd so, 3<>)" :
+			       e == -EINVAL ? " (not a mappable file, or a region of the eventfd"
+			       " wakeup backend, which cannot be read without its eventfds: ask"
+			       " the broker)" : "");
 			return e == -ENOENT ? RB_EXIT_NOCHAN :
 			       e == -EACCES || e == -EPERM ? RB_EXIT_PERM : RB_EXIT_FAIL;
 		}
 		name = source;
 		cur.source = source;
 	}
-	if (watch) {
-		struct sigaction sa = { .sa_handler = on_interrupt };
-
-		sigaction(SIGINT, &sa, NULL);
-		sigaction(SIGTERM, &sa, NULL);
-	}
-	for (uint64_t i = 0; i < count && !interrupted; i++) {
+	/* --watch: SIGINT and SIGTERM stay blocked and are taken by the
+	 * wait between refreshes, so one that comes while a refresh is drawn
+	 * is not lost to a whole interval. */
+	sigemptyset(&stop_set);
+	sigaddset(&stop_set, SIGINT);
+	sigaddset(&stop_set, SIGTERM);
+	if (watch && count > 1)
+		sigprocmask(SIG_BLOCK, &stop_set, NULL);
+	for (uint64_t i = 0; i < count; i++) {
 		struct rates rt = { 0 };
 		uint64_t now;
 
@@ -568,7 +580,14 @@ int cmd_stat(int argc, char **argv)
 		if (status)
 			break;
 		now = rb_now_ns();
-		if (i > 0 && now > prev_t) {
+		/* A channel removed and made again under the name (a new id) or
+		 * counters that went down: no rates across that. */
+		if (i > 0 && now > prev_t && cur.st.chan.id == prev.st.chan.id &&
+		    cur.st.tail >= prev.st.tail && cur.st.head >= prev.st.head &&
+		    cur.st.data_sleeps + cur.st.space_sleeps >=
+		    prev.st.data_sleeps + prev.st.space_sleeps &&
+		    cur.st.data_wakes + cur.st.space_wakes >=
+		    prev.st.data_wakes + prev.st.space_wakes) {
 			double dt = (double)(now - prev_t) / 1e9;
 
 			rt.have = true;
@@ -600,8 +619,10 @@ int cmd_stat(int argc, char **argv)
 			struct timespec ts = { .tv_sec = interval_ns / 1000000000,
 					       .tv_nsec = interval_ns % 1000000000 };
 
-			/* EINTR from Ctrl-C ends the wait and the loop. */
-			nanosleep(&ts, NULL);
+			if (!watch)
+				nanosleep(&ts, NULL);
+			else if (sigtimedwait(&stop_set, NULL, &ts) > 0)
+				break;  /* Ctrl-C: a clean stop */
 		}
 	}
 	rbus_broker_close(b);

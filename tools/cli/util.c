@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <sched.h>
@@ -85,7 +86,32 @@ int rb_exit_for(int err)
 	}
 }
 
+int rb_broker_exit(int err)
+{
+	/* A reply that never came or broke the protocol is a broker that
+	 * does not work, not our --timeout or our fault. */
+	if (err == -ETIMEDOUT || err == -EPROTO)
+		return RB_EXIT_NODAEMON;
+	return rb_exit_for(err);
+}
+
 /* ---- option values -------------------------------------------------------- */
+
+int rb_bad_option(const struct option *longopts, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+
+	/* "-x", or "-ab" whose "b" is unknown: getopt put it in optopt. */
+	if (strncmp(arg, "--", 2) && optopt > ' ' && optopt < 127)
+		return rb_usage_err("unknown option '-%c'", optopt);
+	if (!strncmp(arg, "--", 2) && eq)
+		for (const struct option *o = longopts; o->name; o++)
+			if (o->has_arg == no_argument &&
+			    strlen(o->name) == (size_t)(eq - arg - 2) &&
+			    !strncmp(o->name, arg + 2, (size_t)(eq - arg - 2)))
+				return rb_usage_err("option '--%s' takes no value", o->name);
+	return rb_usage_err("unknown option '%s'", arg);
+}
 
 int rb_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max,
 		 uint64_t *out)
@@ -96,7 +122,14 @@ int rb_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max,
 	errno = 0;
 	if (!*s || *s == '-' || isspace((unsigned char)*s))
 		goto bad;
-	v = strtoull(s, &end, 0);
+	/* Decimal, or hexadecimal after 0x: never octal ("08", "010"). */
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		v = strtoull(s + 2, &end, 16);
+		if (end == s + 2 || !isxdigit((unsigned char)s[2]))
+			goto bad;
+	} else {
+		v = strtoull(s, &end, 10);
+	}
 	if (errno || *end)
 		goto bad;
 	if (v < min || v > max) {
@@ -381,17 +414,50 @@ void rb_json_close(struct rb_json *j, char bracket)
 		j->depth--;
 }
 
+/* Length of the valid UTF-8 sequence at @p (1 to 4), or 0 if it is not one
+ * (overlong forms, surrogates and values past U+10FFFF are not). */
+static size_t utf8_len(const unsigned char *p)
+{
+	size_t n;
+	uint32_t c;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xC2 && p[0] <= 0xDF)
+		n = 2, c = p[0] & 0x1F;
+	else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+		n = 3, c = p[0] & 0x0F;
+	else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+		n = 4, c = p[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;  /* also stops at the NUL */
+		c = c << 6 | (p[i] & 0x3F);
+	}
+	if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10FFFF)) ||
+	    (c >= 0xD800 && c <= 0xDFFF))
+		return 0;
+	return n;
+}
+
 void rb_json_str(struct rb_json *j, const char *key, const char *v)
 {
 	json_key(j, key);
 	fputc('"', j->f);
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)v; *p;) {
+		size_t n = utf8_len(p);
+
 		if (*p == '"' || *p == '\\')
 			fprintf(j->f, "\\%c", *p);
 		else if (*p < 0x20 || *p == 0x7f)
 			fprintf(j->f, "\\u%04x", *p);
+		else if (n == 0)
+			fputs("\\ufffd", j->f);  /* not UTF-8: the replacement character */
 		else
-			fputc(*p, j->f);
+			fwrite(p, 1, n, j->f);
+		p += n ? n : 1;
 	}
 	fputc('"', j->f);
 }
