@@ -268,6 +268,31 @@ START_TEST(pub_empty_input)
 }
 END_TEST
 
+/* sub started first, then pub with @in: sub's output is @in, byte for byte;
+ * both exit 0 and say nothing.  @framing and @max_msg for both, @v the
+ * channel's variant. */
+static void round_trip(const char *framing, const char *max_msg, const char *const *v,
+		       const void *in, size_t len)
+{
+	const char *out = tmpfile_in("out"), *err = tmpfile_in("err");
+	struct cli_result r;
+	pid_t sub;
+
+	sub = spawn_files(RB("sub", framing, "--max-msg", max_msg, v[0], v[1], v[2], v[3],
+			     "ch"), NULL, out, err);
+	wait_attached("ch", RBUS_CONSUMER);
+	cli_run(RB("pub", framing, "--max-msg", max_msg, v[0], v[1], v[2], v[3], "ch"),
+		in, len, LIMIT, &r);
+	ck_assert_msg(r.status == 0, "pub exit %d:\n%s", r.status, r.err);
+	ck_assert_str_eq(r.err, "");
+	cli_free(&r);
+	ck_assert_int_eq(cli_wait(sub, LIMIT), 0);
+	assert_empty_file(err);
+	assert_file(out, in, len);
+	drop(out);
+	drop(err);
+}
+
 /* The channel's variants for the binary round trips. */
 static const char *const variants[][4] = {
 	{ "--kind", "spsc", "--wakeup", "futex" },
@@ -278,12 +303,9 @@ static const char *const variants[][4] = {
 START_TEST(binary_round_trip)
 {
 	const char *const *v = variants[_i];
-	const char *out = tmpfile_in("out"), *err = tmpfile_in("err");
 	const uint32_t max = 4096;
 	size_t cap = 3000 * (4 + max), len = 0;
 	unsigned char *in = malloc(cap);
-	struct cli_result r;
-	pid_t sub;
 
 	ck_assert_ptr_nonnull(in);
 	for (unsigned i = 0; i < 3000; i++) {
@@ -294,20 +316,8 @@ START_TEST(binary_round_trip)
 		for (uint32_t k = 0; k < n; k++)
 			in[len++] = (unsigned char)rnd();
 	}
-	sub = spawn_files(RB("sub", "--binary", "--max-msg", "4k", v[0], v[1], v[2], v[3],
-			     "ch"), NULL, out, err);
-	wait_attached("ch", RBUS_CONSUMER);
-	cli_run(RB("pub", "--binary", "--max-msg", "4k", v[0], v[1], v[2], v[3], "ch"),
-		in, len, LIMIT, &r);
-	ck_assert_msg(r.status == 0, "pub exit %d:\n%s", r.status, r.err);
-	ck_assert_str_eq(r.err, "");
-	cli_free(&r);
-	ck_assert_int_eq(cli_wait(sub, LIMIT), 0);
-	assert_empty_file(err);
-	assert_file(out, in, len);
+	round_trip("--binary", "4k", v, in, len);
 	free(in);
-	drop(out);
-	drop(err);
 }
 END_TEST
 
@@ -315,29 +325,14 @@ END_TEST
 START_TEST(raw_round_trip)
 {
 	const char *const *v = variants[_i];
-	const char *out = tmpfile_in("out"), *err = tmpfile_in("err");
 	size_t len = (3u << 20) + 12345;
 	unsigned char *in = malloc(len);
-	struct cli_result r;
-	pid_t sub;
 
 	ck_assert_ptr_nonnull(in);
 	for (size_t i = 0; i < len; i++)
 		in[i] = (unsigned char)rnd();
-	sub = spawn_files(RB("sub", "--raw", "--max-msg", "64k", v[0], v[1], v[2], v[3],
-			     "ch"), NULL, out, err);
-	wait_attached("ch", RBUS_CONSUMER);
-	cli_run(RB("pub", "--raw", "--max-msg", "64k", v[0], v[1], v[2], v[3], "ch"),
-		in, len, LIMIT, &r);
-	ck_assert_msg(r.status == 0, "pub exit %d:\n%s", r.status, r.err);
-	ck_assert_str_eq(r.err, "");
-	cli_free(&r);
-	ck_assert_int_eq(cli_wait(sub, LIMIT), 0);
-	assert_empty_file(err);
-	assert_file(out, in, len);
+	round_trip("--raw", "64k", v, in, len);
 	free(in);
-	drop(out);
-	drop(err);
 }
 END_TEST
 

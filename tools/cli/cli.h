@@ -45,10 +45,9 @@ struct option;
  * value", ...) and return RB_EXIT_USAGE. */
 int rb_bad_option(const struct option *longopts, const char *arg);
 
-/* The exit status for a negative errno from a channel or the system. */
-int rb_exit_for(int err);
-/* The same for an error of a broker call: -ETIMEDOUT and -EPROTO there are a
- * broker that does not work (3), not a --timeout. */
+/* The exit status for a negative errno of a broker call: -ENOENT 4, -EACCES
+ * and -EPERM 5; no broker, or one that hung up, timed out or broke the
+ * protocol, 3 (not a --timeout); anything else 1. */
 int rb_broker_exit(int err);
 
 /*

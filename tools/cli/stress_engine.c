@@ -186,6 +186,8 @@ static void fail(struct run *R, const char *fmt, ...)
 	va_list ap;
 
 	bump(&R->me->errors, 1);
+	/* seq_cst exchange: one process claims the message; nothing else is
+	 * published through it (ctl->err is read after every child exited). */
 	if (atomic_exchange(&R->ctl->err_claimed, 1))
 		return;
 	va_start(ap, fmt);
@@ -306,12 +308,15 @@ static bool barrier(struct run *R)
 {
 	struct ctl *c = R->ctl;
 
+	/* seq_cst: the last arrival sees every other; pairs with itself. */
 	if (atomic_fetch_add(&c->arrived, 1) + 1 == R->nprocs) {
 		atomic_store(&c->t_start, rbus_now());
 		/* seq_cst store: t_start and the arrivals before it. */
 		atomic_store(&c->go, 1);
 		futex_wake(&c->go, INT_MAX);
 	}
+	/* seq_cst load: pairs with the store of go above; t_start is read
+	 * after it. */
 	while (!atomic_load(&c->go)) {
 		if (flag(&c->abort))
 			return false;
@@ -583,7 +588,7 @@ static int sleeper(struct run *R, unsigned id)
 {
 	struct ctl *c = R->ctl;
 	const int64_t W = R->cfg->wait_ns;
-	uint64_t seen = atomic_load(&c->g.gen);   /* set before the fork */
+	uint64_t seen = atomic_load(&c->g.gen);   /* set before the fork: no pair */
 	bool registered = false;
 	uint32_t s = 0;
 	int64_t dl = 0;         /* deadline of the wait in progress, or 0 */
@@ -624,6 +629,7 @@ static int sleeper(struct run *R, unsigned id)
 			/* S2 (release, as R6): pairs with the waker's W4. */
 			s = cur;
 			registered = true;
+			/* S2 (release): pairs with the waker's acquire W4. */
 			atomic_fetch_add_explicit(&c->g.sleepers, 1, memory_order_release);
 			jit(RBUS_J_SLEEPER_REGISTER);
 		}
@@ -645,6 +651,7 @@ static int sleeper(struct run *R, unsigned id)
 		}
 		if (r == -ETIMEDOUT) {
 			bump(&R->me->timeouts, 1);
+			/* Acquire: pairs with W1, so gen_ns is the new generation's. */
 			if (atomic_load_explicit(&c->g.word, memory_order_acquire) != (uint32_t)seen &&
 			    atomic_load_explicit(&c->g.gen_ns, memory_order_relaxed) < dl - W / 2)
 				stall(R);
@@ -695,7 +702,7 @@ static int waker(struct run *R)
 
 	if (!barrier(R))
 		return 0;
-	g = atomic_load(&c->g.gen);
+	g = atomic_load(&c->g.gen);   /* set before the fork: no pair */
 	for (;;) {
 		bool last = time_up(R) || (cfg->count && n + 1 >= cfg->count);
 		uint32_t taken;
@@ -961,6 +968,7 @@ static void collect(const struct run *R, struct rb_stress_result *res)
 	}
 	for (unsigned i = 0; i < res->nwords; i++)
 		res->word_moves[i] = (uint32_t)(res->word_end[i] - res->word_start[i]);
+	/* seq_cst: pairs with the barrier's store of go, after t_start. */
 	if (atomic_load(&c->go))
 		res->elapsed_ns = rbus_now() - atomic_load(&c->t_start);
 }

@@ -66,7 +66,7 @@ int rb_usage_err(const char *fmt, ...)
 	return RB_EXIT_USAGE;
 }
 
-int rb_exit_for(int err)
+int rb_broker_exit(int err)
 {
 	switch (err) {
 	case 0:
@@ -78,21 +78,12 @@ int rb_exit_for(int err)
 		return RB_EXIT_PERM;
 	case -ECONNREFUSED:
 	case -ECONNRESET:
+	case -ETIMEDOUT:   /* the broker did not answer: not our --timeout */
+	case -EPROTO:
 		return RB_EXIT_NODAEMON;
-	case -ETIMEDOUT:
-		return RB_EXIT_TIMEOUT;
 	default:
 		return RB_EXIT_FAIL;
 	}
-}
-
-int rb_broker_exit(int err)
-{
-	/* A reply that never came or broke the protocol is a broker that
-	 * does not work, not our --timeout or our fault. */
-	if (err == -ETIMEDOUT || err == -EPROTO)
-		return RB_EXIT_NODAEMON;
-	return rb_exit_for(err);
 }
 
 /* ---- option values -------------------------------------------------------- */
