@@ -173,16 +173,38 @@ START_TEST(json_tiny)
 		ck_assert_msg(cli_has(r.out, *k), "no %s in:\n%s", *k, r.out);
 	ck_assert_int_ge(each_test(r.out, check_test), 20);
 
-	/* The ring next to both stream baselines, with both ratios. */
+	/* The ring next to both stream baselines and the bare ring, with
+	 * every ratio. */
 	t = find_test(r.out, "ringbus SPSC 64 B copy");
 	ck_assert_msg(t, "no SPSC 64 B copy throughput:\n%.2000s", r.out);
 	end = strchr(t, '}');
 	ck_assert_msg(within(t, end, "\"baseline\":\"af_unix\"") &&
-		      json_num(t, end, "af_unix") > 0 && json_num(t, end, "pipe") > 0,
-		      "%.*s", (int)(end - t), t);
+		      json_num(t, end, "af_unix") > 0 && json_num(t, end, "pipe") > 0 &&
+		      json_num(t, end, "bare_ring") > 0, "%.*s", (int)(end - t), t);
+	/* A ring's round trip: its own reference, bounced by the same
+	 * processes just before; with one repetition the ratio is exactly
+	 * p50 / ref_p50. */
+	t = find_test(r.out, "round trip ringbus SPSC 64 B copy");
+	ck_assert_msg(t, "no SPSC 64 B round trip:\n%.2000s", r.out);
+	end = strstr(t, "}}") ? strstr(t, "}}") + 2 : t + strlen(t);
+	end = strchr(end, '}') ? strchr(end, '}') : end;
+	ck_assert_msg(within(t, end, "\"baseline\":\"bare_line_same_repetition\"") &&
+		      json_num(t, end, "ref_p50") > 0, "%.*s", (int)(end - t), t);
+	{
+		double ratio = json_num(t, end, "ratio"), want;
+
+		want = json_num(t, end, "p50") / json_num(t, end, "ref_p50");
+		ck_assert_msg(ratio > want * 0.999 && ratio < want * 1.001,
+			      "ratio %g, p50 / ref_p50 %g: %.*s", ratio, want, (int)(end - t), t);
+	}
+	/* The bare line's p50 of each round (one round here). */
+	t = strstr(r.out, "\"bare_line_p50_by_round\":[");
+	ck_assert_msg(t && strchr(t, ']') && !memchr(t, ',', (size_t)(strchr(t, ']') - t)) &&
+		      isdigit((unsigned char)t[strlen("\"bare_line_p50_by_round\":[")]),
+		      "not one round: %.200s", t ? t : r.out);
 	/* Every baseline of the round trips was measured in the same run. */
 	for (const char *const *n = (const char *[]){ "pipe 64 B write/read",
-			"AF_UNIX stream 64 B write/read",
+			"AF_UNIX stream 64 B write/read", "bare SPSC ring 64 B copy",
 			"round trip bare cache line 8 B 2 lines",
 			"round trip pipe 64 B write/read",
 			"round trip AF_UNIX stream 64 B write/read",
@@ -253,21 +275,24 @@ START_TEST(text_tiny)
 	ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
 	ck_assert_msg(cli_has(r.out, "ringbus bench: libringbus throughput"), "%.2000s", r.out);
 
-	/* Throughput: the pipe and AF_UNIX rows of the size, then the ring's
-	 * with its ratio to each. */
+	/* Throughput: the pipe, AF_UNIX and bare ring rows of the size, then
+	 * the ring's with its ratio to each. */
 	pipe_ = row(r.out, "\nThroughput", "pipe  ", " 64 ");
 	unix_ = row(r.out, "\nThroughput", "AF_UNIX stream", " 64 ");
+	bare = row(r.out, "\nThroughput", "bare SPSC ring", " 64 ");
 	ring = row(r.out, "\nThroughput", "ringbus SPSC", " copy  ");
-	ck_assert_msg(pipe_ && unix_ && ring && pipe_ < ring && unix_ < ring,
-		      "no baseline rows before the ring's:\n%.2000s", r.out);
-	ck_assert_msg(cli_has(r.out, "vs AF_UNIX  vs pipe"), "%.2000s", r.out);
-	field_r(ring, 0, col, sizeof(col));
-	ck_assert_msg(col[strlen(col) - 1] == 'x', "no ratio to pipe: %s", ring);
-	field_r(ring, 1, col, sizeof(col));
-	ck_assert_msg(col[strlen(col) - 1] == 'x', "no ratio to AF_UNIX: %s", ring);
+	ck_assert_msg(pipe_ && unix_ && bare && ring && pipe_ < ring && unix_ < ring &&
+		      bare < ring, "no baseline rows before the ring's:\n%.2000s", r.out);
+	ck_assert_msg(cli_has(r.out, "vs AF_UNIX  vs pipe  vs bare"), "%.2000s", r.out);
+	for (int i = 0; i < 3; i++) {
+		field_r(ring, i, col, sizeof(col));
+		ck_assert_msg(col[strlen(col) - 1] == 'x', "no ratio %d from the right: %s", i,
+			      ring);
+	}
 
-	/* Round trips: every row carries the bare cache line's p50 of the run
-	 * and its ratio to it. */
+	/* Round trips: a ring's row carries the p50 of the bare cache line
+	 * bounced just before (one repetition: its ratio is p50 / that); the
+	 * others the bare line row's p50. */
 	bare = row(r.out, "\nRound trip (ns)", "bare cache line", "2 lines");
 	ring = row(r.out, "\nRound trip (ns)", "ringbus SPSC", " copy ");
 	ck_assert_msg(bare && ring, "no round-trip rows:\n%.2000s", r.out);
@@ -276,11 +301,26 @@ START_TEST(text_tiny)
 		      "no pipe / AF_UNIX round trips:\n%.2000s", r.out);
 	ck_assert_msg(cli_has(r.out, "p90      p99    p99.9       max"), "%.2000s", r.out);
 	field_r(bare, 1, bare_p50, sizeof(bare_p50));
-	field_r(ring, 1, col, sizeof(col));
+	field_r(row(r.out, "\nRound trip (ns)", "pipe  ", "write/read"), 1, col, sizeof(col));
 	ck_assert_msg(isdigit((unsigned char)bare_p50[0]) && !strcmp(col, bare_p50),
-		      "the ring's row lacks the bare p50 %s:\n%s", bare_p50, ring);
-	field_r(ring, 0, col, sizeof(col));
-	ck_assert_msg(col[strlen(col) - 1] == 'x', "no ratio to the bare line: %s", ring);
+		      "the pipe's row lacks the bare p50 %s:\n%.2000s", bare_p50, r.out);
+	{
+		char ref[32];
+		double p50 = 0, x, want;
+
+		ck_assert_int_eq(sscanf(ring, "%*s %*s %*s %*s %lf", &p50), 1);
+		field_r(ring, 1, ref, sizeof(ref));
+		field_r(ring, 0, col, sizeof(col));
+		x = strtod(col, NULL);
+		want = atof(ref) > 0 ? p50 / atof(ref) : -1;
+		ck_assert_msg(col[strlen(col) - 1] == 'x' && want > 0 && x - want < 0.006 &&
+			      want - x < 0.006,
+			      "ratio %s is not p50 %g / bare p50 %s: %s", col, p50, ref, ring);
+	}
+	/* Where the host stood, round by round: the bare row's p50. */
+	ck_assert_msg(cli_has(r.out, "bare cache line (2 lines) p50, round by round (ns): ") &&
+		      !strncmp(strstr(r.out, "round by round (ns): ") + 21, bare_p50,
+			       strlen(bare_p50)), "%.3000s", r.out);
 
 	ck_assert_msg(cli_has(r.out, "\nTargets (figures of this run)\n") &&
 		      cli_has(r.out, "target(s) failed\n"), "%.2000s", r.out);
