@@ -1173,8 +1173,8 @@ static int setup(struct run *ru, int nrings, uint32_t capacity)
 	ru->capacity = capacity;
 	ru->br = NULL;
 	if (ru->tr == T_BRING) {
-		/* Written before the fork: every page is there when they start,
-		 * as a region's are (rbus_region_create() reserves them). */
+		/* Populated before the fork: every page is there when they
+		 * start, as a region's are (rbus_region_create() reserves them). */
 		ru->br_len = sizeof(struct bring) + capacity * bring_slot(ru->size);
 		ru->br = mmap(NULL, ru->br_len, PROT_READ | PROT_WRITE,
 			      MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
