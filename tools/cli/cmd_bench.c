@@ -1606,6 +1606,16 @@ static const struct fig *rt_ref(void)
 	return find(1, T_LINE, 1, M_COPY, 2, 8);
 }
 
+/* The bare line's p50 of every round (where the host stood), or NULL if
+ * it did not run. */
+static const double *rt_ref_rounds(void)
+{
+	for (size_t t = 0; t < NTC; t++)
+		if (tcases[t].tr == T_LINE && tcases[t].batch == 2 && figs[t][0].ran)
+			return vals[t][0][V_P50];
+	return NULL;
+}
+
 /* What a blocking round trip is compared with: busy polling when it spins,
  * the bare primitive of its backend when it does not. */
 static const struct fig *wref(const struct wcase *c, const char **name)
@@ -1648,6 +1658,16 @@ static struct target_res {
 } tres[24];
 static int ntres;
 
+/* The next target's entry, cleared, named what; skipped until decided. */
+static struct target_res *new_target(const char *what)
+{
+	struct target_res *t = &tres[ntres < 24 ? ntres++ : 23];
+
+	*t = (struct target_res){ .result = T_SKIP };
+	snprintf(t->what, sizeof(t->what), "%s", what);
+	return t;
+}
+
 /*
  * One target: a's median >= k x b's median (or <=, <: cmp), or >= k when
  * !rel.  Values are shown divided by scale.  Returns 1 if it failed.
@@ -1655,12 +1675,13 @@ static int ntres;
 static int target(const char *what, const struct fig *a, const struct fig *b, bool rel,
 		  double k, enum cmp cmp, double scale, const char *unit)
 {
-	struct target_res *t = &tres[ntres < 24 ? ntres++ : 23];
+	struct target_res *t = new_target(what);
 	double x = a ? a->med[0] : 0, y = rel ? (b ? b->med[0] * k : 0) : k;
 	bool pass = cmp == AT_LEAST ? x >= y : cmp == AT_MOST ? x <= y : x < y;
 
-	*t = (struct target_res){ .rel = rel, .scale = scale, .unit = unit };
-	snprintf(t->what, sizeof(t->what), "%s", what);
+	t->rel = rel;
+	t->scale = scale;
+	t->unit = unit;
 	if (!a || (rel && !b)) {
 		t->result = T_SKIP;
 		return 0;
@@ -1679,10 +1700,11 @@ static int target(const char *what, const struct fig *a, const struct fig *b, bo
  * of the repetitions' ratios (V_VSREF).  Returns 1 if it failed. */
 static int target_paired(const char *what, const struct fig *f, double k)
 {
-	struct target_res *t = &tres[ntres < 24 ? ntres++ : 23];
+	struct target_res *t = new_target(what);
 
-	*t = (struct target_res){ .rel = true, .scale = 1, .unit = "ns", .result = T_SKIP };
-	snprintf(t->what, sizeof(t->what), "%s", what);
+	t->rel = true;
+	t->scale = 1;
+	t->unit = "ns";
 	if (!f)
 		return 0;
 	t->a = *f;
@@ -1955,12 +1977,14 @@ static void print_lat(const struct fig *f)
 static void print_round_trips(void)
 {
 	const struct fig *bare = rt_ref();
+	const double *rounds = rt_ref_rounds();
 	char r1[32], b[32];
 	bool shown = false;
 
 	for (int si = 0; si < opt.nsizes; si++)
 		for (size_t t = 0; t < NTC; t++) {
 			const struct fig *f = &figs[t][si];
+			const bool ring = is_ring(tcases[t].tr);
 
 			if (!f->ran || !tcases[t].rtt)
 				continue;
@@ -1978,26 +2002,24 @@ static void print_round_trips(void)
 				       "  spread p50", "rt/rep", "bare p50", "vs bare");
 				shown = true;
 			}
-			if (is_ring(tcases[t].tr))
+			/* A ring: its own reference (V_REF); the others: the
+			 * bare line's row. */
+			if (ring) {
 				snprintf(b, sizeof(b), "%.0f", f->med[V_REF]);
-			else if (bare)
-				snprintf(b, sizeof(b), "%.0f", bare->med[V_P50]);
-			if (is_ring(tcases[t].tr))
 				snprintf(r1, sizeof(r1), "%.2fx", f->med[V_VSREF]);
+			} else if (bare) {
+				snprintf(b, sizeof(b), "%.0f", bare->med[V_P50]);
+			}
 			printf("%-18s %6zu %-10s ", tr_name(tcases[t].tr, 1),
 			       tc_size(&tcases[t], si), mode_name(&tcases[t]));
 			print_lat(f);
-			printf(" %10.0f %9s %8s\n", f->med[V_ROUNDS],
-			       is_ring(tcases[t].tr) || bare ? b : "-",
-			       is_ring(tcases[t].tr) ? r1 : ratio(r1, sizeof(r1), f, bare, 2));
+			printf(" %10.0f %9s %8s\n", f->med[V_ROUNDS], ring || bare ? b : "-",
+			       ring ? r1 : ratio(r1, sizeof(r1), f, bare, 2));
 		}
 	/* Where the host was, round by round: the bare line's p50. */
-	for (size_t t = 0; t < NTC && bare; t++)
-		if (tcases[t].tr == T_LINE && tcases[t].batch == 2)
-			for (int rep = 0; rep < opt.reps; rep++)
-				printf("%s%.0f%s", rep ? " " : "bare cache line (2 lines) p50, round "
-				       "by round (ns): ", vals[t][0][V_P50][rep],
-				       rep == opt.reps - 1 ? "\n" : "");
+	for (int rep = 0; rounds && rep < opt.reps; rep++)
+		printf("%s%.0f%s", rep ? " " : "bare cache line (2 lines) p50, round by round "
+		       "(ns): ", rounds[rep], rep == opt.reps - 1 ? "\n" : "");
 }
 
 /* The wakeup tables: blocking round trips, streaming, idle consumer. */
@@ -2284,6 +2306,7 @@ static void print_json(int fails, uint64_t t_begin)
 {
 	static const char *const words[] = { "PASS", "FAIL", "SKIP" };
 	static const char *const only[] = { "throughput", "pingpong", "baselines", "wakeups" };
+	const double *rounds;
 	struct rb_json j;
 
 	rb_json_init(&j, stdout);
@@ -2348,13 +2371,12 @@ static void print_json(int fails, uint64_t t_begin)
 	rb_json_open(&j, "tests", '[');
 	json_tests(&j);
 	rb_json_close(&j, ']');
-	for (size_t t = 0; t < NTC; t++)
-		if (tcases[t].tr == T_LINE && tcases[t].batch == 2 && figs[t][0].ran) {
-			rb_json_open(&j, "bare_line_p50_by_round", '[');
-			for (int rep = 0; rep < opt.reps; rep++)
-				rb_json_f64(&j, NULL, vals[t][0][V_P50][rep]);
-			rb_json_close(&j, ']');
-		}
+	if ((rounds = rt_ref_rounds())) {
+		rb_json_open(&j, "bare_line_p50_by_round", '[');
+		for (int rep = 0; rep < opt.reps; rep++)
+			rb_json_f64(&j, NULL, rounds[rep]);
+		rb_json_close(&j, ']');
+	}
 
 	rb_json_open(&j, "targets", '[');
 	for (int i = 0; i < ntres; i++) {
