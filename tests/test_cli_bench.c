@@ -113,12 +113,12 @@ static int each_test(const char *json, void (*fn)(const char *s, const char *end
 static void check_test(const char *s, const char *end)
 {
 	const int len = (int)(end - s);
+	const bool tput = within(s, end, "\"group\":\"throughput\"");
 
 	for (const char *const *k = (const char *[]){ "\"name\":\"", "\"group\":\"",
 			"\"transport\":\"", "\"size\":", "\"mode\":\"", NULL }; *k; k++)
 		ck_assert_msg(within(s, end, *k), "test lacks %s: %.*s", *k, len, s);
-	if (within(s, end, "\"group\":\"throughput\"") ||
-	    within(s, end, "\"group\":\"streaming\"")) {
+	if (tput || within(s, end, "\"group\":\"streaming\"")) {
 		ck_assert_msg(json_num(s, end, "msgs_per_s") > 0, "%.*s", len, s);
 		ck_assert_msg(json_num(s, end, "gb_per_s") > 0, "%.*s", len, s);
 		ck_assert_msg(json_num(s, end, "msgs_per_rep") > 0, "%.*s", len, s);
@@ -134,6 +134,15 @@ static void check_test(const char *s, const char *end)
 		ck_assert_msg(within(s, end, "\"group\":\"idle\""), "unknown group: %.*s", len, s);
 		ck_assert_msg(json_num(s, end, "cpu_ms_per_5s") >= 0, "%.*s", len, s);
 	}
+	/* Which side waited: counted for the rings and the bare ring, whose
+	 * consumers count at least the look that found the ring drained;
+	 * the streams block in the kernel and have neither. */
+	if (tput && (within(s, end, "\"transport\":\"pipe\"") ||
+		     within(s, end, "\"transport\":\"af_unix\"")))
+		ck_assert_msg(!within(s, end, "_per_msg\""), "%.*s", len, s);
+	else if (tput)
+		ck_assert_msg(json_num(s, end, "full_per_msg") >= 0 &&
+			      json_num(s, end, "empty_per_msg") > 0, "%.*s", len, s);
 	/* A ring's figure comes with its ratio to a baseline of the run. */
 	if (within(s, end, "\"transport\":\"spsc\"") && !within(s, end, "busy polling") &&
 	    !within(s, end, "\"group\":\"idle\""))
@@ -288,6 +297,19 @@ START_TEST(text_tiny)
 		field_r(ring, i, col, sizeof(col));
 		ck_assert_msg(col[strlen(col) - 1] == 'x', "no ratio %d from the right: %s", i,
 			      ring);
+	}
+	/* Then, left of the ratios, which side waited: numbers for the rings
+	 * (the consumer's look that found the ring drained counts, so its
+	 * column is never blank), "-" for the streams. */
+	ck_assert_msg(cli_has(r.out, "msgs/rep   full  empty vs AF_UNIX"), "%.2000s", r.out);
+	for (int i = 3; i < 5; i++) {
+		char *endp;
+
+		field_r(ring, i, col, sizeof(col));
+		ck_assert_msg(strtod(col, &endp) >= 0 && endp != col && !*endp,
+			      "column %d from the right is not a count: %s", i, ring);
+		field_r(pipe_, i, col, sizeof(col));
+		ck_assert_msg(!strcmp(col, "-"), "column %d of the pipe: %s", i, pipe_);
 	}
 
 	/* Round trips: a ring's row carries the p50 of the bare cache line

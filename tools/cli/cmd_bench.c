@@ -115,7 +115,9 @@ static const struct tcase {
 #define NTC (sizeof(tcases) / sizeof(tcases[0]))
 
 /*
- * The values of a figure.  Throughput: msg/s, messages per repetition.
+ * The values of a figure.  Throughput: msg/s, messages per repetition, and
+ * (rings) the producers' looks that found the ring full and the consumers'
+ * that found it empty, per message: which side waited for the other.
  * Round trips: the percentiles of each repetition's histogram (V_MAX: its
  * maximum; reported is the largest of the repetitions), round trips timed;
  * blocking ones also sleeps and wake system calls per round trip and the
@@ -125,7 +127,8 @@ static const struct tcase {
  * msg/s, messages, then wake system calls, blind wakes and sleeps per 1000
  * messages.  Idle: ms of CPU time per 5 s, sleeps in the window.
  */
-enum { V_RATE = 0, V_MSGS = 1, V_WAKES1K = 2, V_BLIND1K = 3, V_SLEEPS1K = 4 };
+enum { V_RATE = 0, V_MSGS = 1, V_WAKES1K = 2, V_BLIND1K = 3, V_SLEEPS1K = 4,
+       V_FULL = 2, V_EMPTY = 3 };
 enum { V_P50 = 0, V_P90, V_P99, V_P999, V_MAX, V_ROUNDS, V_SLEEPS, V_WAKES, V_CPU,
        V_REF, V_VSREF, NVAL };
 enum { V_IDLE_CPU = 0, V_IDLE_SLEEPS = 1 };
@@ -197,6 +200,9 @@ static struct shctl {
 		uint64_t count;         /* sent (producer), received (consumer) */
 		uint64_t sum;           /* consumer: sum of sequence numbers */
 		uint64_t sink;          /* sum of payload words read in place */
+		/* Rings, in the timed loop: calls that found nothing to do
+		 * (producer: full, consumer: empty or hung up). */
+		uint64_t idle;
 		/* Waiting calls, in the measured part: sleeps, wake system
 		 * calls, blind wakes (pinger, producer, idle waker). */
 		uint64_t waits[3];
@@ -622,7 +628,7 @@ static int ep_release(struct ep *e)
 static int producer(const struct run *ru, int idx)
 {
 	const unsigned check = ru->size >= 1024 ? 0 : 63;  /* clock every n+1 */
-	uint64_t seq = 0, t0, deadline, w0[3];
+	uint64_t seq = 0, idles = 0, t0, deadline, w0[3];
 	unsigned spins = 0, iter = 0;
 	struct ep e;
 	int k;
@@ -635,9 +641,10 @@ static int producer(const struct run *ru, int idx)
 	deadline = t0 + opt.dur_ns;
 	wait_counts(ru, w0);
 	while ((++iter & check) || rb_now_ns() < deadline) {
-		if ((k = ep_put(&e, (uint64_t)idx << SEQ_BITS | seq)) == -EAGAIN)
+		if ((k = ep_put(&e, (uint64_t)idx << SEQ_BITS | seq)) == -EAGAIN) {
+			idles++;
 			idle(ru->oversub, &spins);
-		else if (k < 0)
+		} else if (k < 0)
 			return ep_fail(ru, &e, k);
 		else
 			seq += (unsigned)k;
@@ -645,6 +652,7 @@ static int producer(const struct run *ru, int idx)
 	waits_since(ru, w0, idx);       /* before our close wakes the consumers */
 	shc->res[idx].t_start = t0;
 	shc->res[idx].count = seq;
+	shc->res[idx].idle = idles;
 	/* Relaxed: published by the release increment of prod_done. */
 	atomic_fetch_add_explicit(&shc->total_sent, seq, memory_order_relaxed);
 	/* Release: publishes total_sent above; pairs with the acquire load
@@ -683,6 +691,7 @@ static bool drained(int np, uint64_t got, uint64_t *flushed)
 static int ring_consumer(const struct run *ru, int idx)
 {
 	uint64_t next[MAXPROC] = { 0 }, expect = 0, got = 0, flushed = 0, sum = 0, sink = 0;
+	uint64_t idles = 0;
 	unsigned spins = 0;
 	struct ep e;
 	int k;
@@ -693,6 +702,9 @@ static int ring_consumer(const struct run *ru, int idx)
 	/* -EPIPE: empty with no producer attached; the counts decide. */
 	while ((k = ep_get(&e)) >= 0 || k == -EAGAIN || k == -EPIPE) {
 		if (k < 0) {
+			/* Counted: so the look that finds the ring drained
+			 * is, and every ring's count is at least 1. */
+			idles++;
 			if (drained(ru->np, got, &flushed))
 				break;
 			idle(ru->oversub, &spins);
@@ -727,7 +739,7 @@ static int ring_consumer(const struct run *ru, int idx)
 	if (k < 0 && k != -EAGAIN && k != -EPIPE)
 		return ep_fail(ru, &e, k);
 	shc->res[idx] = (struct proc_res){ .t_end = rb_now_ns(), .count = got, .sum = sum,
-					   .sink = sink };
+					   .sink = sink, .idle = idles };
 	ep_close(&e);
 	return 0;
 }
@@ -1353,19 +1365,23 @@ static void progress(const char *name, int rep)
 }
 
 /* Verify one throughput repetition and compute its rate. */
-static int tp_collect(const struct run *ru, double *rate, double *msgs)
+static int tp_collect(const struct run *ru, double *rate, double *msgs, double *full,
+		      double *empty)
 {
 	uint64_t sent = 0, recv = 0, sum = 0, want = 0, t0 = UINT64_MAX, t1 = 0;
+	uint64_t pidle = 0, cidle = 0;
 
 	for (int i = 0; i < ru->np + ru->nc; i++) {
 		const struct proc_res *p = &shc->res[i];
 
 		if (i < ru->np) {
 			sent += p->count;
+			pidle += p->idle;
 			want += p->count ? p->count * (p->count - 1) / 2 : 0;
 			t0 = p->t_start < t0 ? p->t_start : t0;
 		} else {
 			recv += p->count;
+			cidle += p->idle;
 			sum += p->sum;
 			t1 = p->t_end > t1 ? p->t_end : t1;
 		}
@@ -1378,6 +1394,10 @@ static int tp_collect(const struct run *ru, double *rate, double *msgs)
 	}
 	*rate = (double)recv * 1e9 / (double)(t1 - t0);
 	*msgs = (double)recv;
+	if (full)
+		*full = (double)pidle / (double)sent;
+	if (empty)
+		*empty = (double)cidle / (double)recv;
 	return 0;
 }
 
@@ -1420,7 +1440,8 @@ static int bench_rep(size_t t, int si, int rep)
 		      c->np + c->nc, c->np, fa, fb))
 		return -1;
 	if (!c->rtt)
-		return tp_collect(&ru, &v[V_RATE][rep], &v[V_MSGS][rep]);
+		return tp_collect(&ru, &v[V_RATE][rep], &v[V_MSGS][rep], &v[V_FULL][rep],
+				  &v[V_EMPTY][rep]);
 	if (rt_collect(&ru, v, rep))
 		return -1;
 	if (ru.ref_ticks) {
@@ -1518,7 +1539,7 @@ static int wake_rep(const struct wcase *c, double v[NVAL][RMAX], int rep)
 		/* Busy polling spins all the time: 100 %, not measured. */
 		v[V_CPU][rep] = ru.block ? (double)p->cpu_ns * 100 / (double)p->wall_ns : 100;
 	} else if (c->kind == W_STREAM) {
-		if (tp_collect(&ru, &v[V_RATE][rep], &v[V_MSGS][rep]))
+		if (tp_collect(&ru, &v[V_RATE][rep], &v[V_MSGS][rep], NULL, NULL))
 			return -1;
 		/* Per message sent in the producer's timed loop, the window
 		 * of its counts. */
@@ -1930,7 +1951,7 @@ static void table_gap(void)
 static void print_throughput(void)
 {
 	const struct fig *un, *pi, *br;
-	char s1[64], r1[32], r2[32], r3[32];
+	char s1[64], r1[32], r2[32], r3[32], fu[16], em[16];
 	bool shown = false;
 
 	for (int si = 0; si < opt.nsizes; si++)
@@ -1945,10 +1966,14 @@ static void print_throughput(void)
 				table_gap();
 				printf("Throughput (msg/s, GB/s = 10^9 payload bytes/s): median of %d, "
 				       "spread min..max; a ring's rate\nnext to the pipe, AF_UNIX "
-				       "stream and bare SPSC ring of its size (rows above it)\n%-18s "
-				       "%6s %-10s %9s %-21s %8s %11s %10s %8s %8s\n", opt.reps, "test",
-				       "size", "mode", "Mmsg/s", "  spread (Mmsg/s)", "GB/s",
-				       "msgs/rep", "vs AF_UNIX", "vs pipe", "vs bare");
+				       "stream and bare SPSC ring of its size (rows above it).  "
+				       "full, empty:\nper message, the producers' calls that found "
+				       "the ring full, the consumers' that found\nit empty (medians): "
+				       "which side waited for the other\n%-18s "
+				       "%6s %-10s %9s %-21s %8s %11s %6s %6s %10s %8s %8s\n", opt.reps,
+				       "test", "size", "mode", "Mmsg/s", "  spread (Mmsg/s)", "GB/s",
+				       "msgs/rep", "full", "empty", "vs AF_UNIX", "vs pipe",
+				       "vs bare");
 				shown = true;
 			}
 			un = is_ring(c->tr) ? find(0, T_UNIX, 1, M_COPY, 1, size) : NULL;
@@ -1956,9 +1981,12 @@ static void print_throughput(void)
 			br = is_ring(c->tr) ? find(0, T_BRING, 1, M_COPY, 1, size) : NULL;
 			snprintf(s1, sizeof(s1), "  %.3f..%.3f", f->min[V_RATE] / 1e6,
 				 f->max[V_RATE] / 1e6);
-			printf("%-18s %6zu %-10s %9.3f %-21s %8.3f %11.0f %10s %8s %8s\n",
+			/* Streams block in the kernel: nothing counted. */
+			snprintf(fu, sizeof(fu), is_stream(c->tr) ? "-" : "%.3f", f->med[V_FULL]);
+			snprintf(em, sizeof(em), is_stream(c->tr) ? "-" : "%.3f", f->med[V_EMPTY]);
+			printf("%-18s %6zu %-10s %9.3f %-21s %8.3f %11.0f %6s %6s %10s %8s %8s\n",
 			       tr_name(c->tr, c->np), size, mode_name(c), f->med[V_RATE] / 1e6, s1,
-			       f->med[V_RATE] * (double)size / 1e9, f->med[V_MSGS],
+			       f->med[V_RATE] * (double)size / 1e9, f->med[V_MSGS], fu, em,
 			       ratio(r1, sizeof(r1), f, un, 1), ratio(r2, sizeof(r2), f, pi, 1),
 			       ratio(r3, sizeof(r3), f, br, 2));
 		}
@@ -2248,6 +2276,10 @@ static void json_tests(struct rb_json *j)
 				json_spread(j, f, V_RATE);
 				rb_json_f64(j, "gb_per_s", f->med[V_RATE] * (double)size / 1e9);
 				rb_json_f64(j, "msgs_per_rep", f->med[V_MSGS]);
+				if (!is_stream(c->tr)) {
+					rb_json_f64(j, "full_per_msg", f->med[V_FULL]);
+					rb_json_f64(j, "empty_per_msg", f->med[V_EMPTY]);
+				}
 				json_vs(j, f, tp_names, base, 3);
 			}
 			rb_json_close(j, '}');
