@@ -702,8 +702,8 @@ static int ring_consumer(const struct run *ru, int idx)
 	/* -EPIPE: empty with no producer attached; the counts decide. */
 	while ((k = ep_get(&e)) >= 0 || k == -EAGAIN || k == -EPIPE) {
 		if (k < 0) {
-			/* Counted: so the look that finds the ring drained
-			 * is, and every ring's count is at least 1. */
+			/* Counted before the drained check, so the last
+			 * look counts too: every ring's count is >= 1. */
 			idles++;
 			if (drained(ru->np, got, &flushed))
 				break;
