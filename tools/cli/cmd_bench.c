@@ -127,6 +127,7 @@ static const struct tcase {
  * msg/s, messages, then wake system calls, blind wakes and sleeps per 1000
  * messages.  Idle: ms of CPU time per 5 s, sleeps in the window.
  */
+/* Throughput and streaming share the first two; then each has its own. */
 enum { V_RATE = 0, V_MSGS = 1, V_WAKES1K = 2, V_BLIND1K = 3, V_SLEEPS1K = 4,
        V_FULL = 2, V_EMPTY = 3 };
 enum { V_P50 = 0, V_P90, V_P99, V_P999, V_MAX, V_ROUNDS, V_SLEEPS, V_WAKES, V_CPU,

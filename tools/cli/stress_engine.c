@@ -626,10 +626,9 @@ static int sleeper(struct run *R, unsigned id)
 		if (!dl)
 			dl = rbus_now() + W;
 		if (!registered || cur != s) {
-			/* S2 (release, as R6): pairs with the waker's W4. */
 			s = cur;
 			registered = true;
-			/* S2 (release): pairs with the waker's acquire W4. */
+			/* S2 (release, as R6): pairs with the waker's acquire W4. */
 			atomic_fetch_add_explicit(&c->g.sleepers, 1, memory_order_release);
 			jit(RBUS_J_SLEEPER_REGISTER);
 		}
