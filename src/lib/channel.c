@@ -22,6 +22,10 @@
 
 #include "internal.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 RBUS_EXPORT int rbus_channel_open(struct rbus_region *r, enum rbus_role role,
 				  uint32_t flags, struct rbus_channel **out)
 {
@@ -110,6 +114,29 @@ RBUS_EXPORT enum rbus_role rbus_channel_role(const struct rbus_channel *ch)
 RBUS_EXPORT size_t rbus_channel_max_msg(const struct rbus_channel *ch)
 {
 	return ch->max_msg;
+}
+
+static bool prefetch_w_works(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	unsigned a, b, c, d;
+
+	/* PRFCHW (AMD: 3DNowPrefetch): CPUID 0x80000001, ECX bit 8. */
+	return __get_cpuid(0x80000001, &a, &b, &c, &d) && (c & (1u << 8));
+#else
+	return true;
+#endif
+}
+
+uint32_t rbus_ahead_slots(const struct rbus_channel *ch, uint32_t bytes)
+{
+	uint32_t n = bytes / ch->slot_size;
+
+	if (!prefetch_w_works())
+		return 0;
+	if (n == 0)
+		n = 1;
+	return n < ch->capacity ? n : ch->capacity - 1;
 }
 
 /* ---- try-once operations (a handle of the right role, n >= 1) ---------- */

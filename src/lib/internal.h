@@ -80,6 +80,9 @@ struct rbus_channel {
 	uint32_t npending;
 	uint32_t pending_msgs;      /* messages among them (peek) */
 	uint32_t capacity;
+	/* How far ahead of pos this handle takes slot lines for writing
+	 * (rbus_prefetch_w()), in slots; 0: never.  Set by ops->open. */
+	uint32_t ahead;
 	_Atomic uint64_t *my_index;   /* the shared index this role writes */
 	_Atomic uint64_t *peer_index; /* the shared index of the other role */
 	const struct rbus_ring_ops *ops;
@@ -211,6 +214,26 @@ static inline void rbus_wake_peer(struct rbus_channel *ch)
 	if (unlikely(atomic_load_explicit(&ch->peer_q->sleepers, memory_order_relaxed)))
 		rbus_wake_slow(ch->peer_q, ch->peer_efd);
 }
+
+/*
+ * Take the cache line at p for writing before the store that needs it, so
+ * that the store, and the locked instruction after it that must wait for
+ * it, find the line here.  Only a hint: it never faults, orders nothing and
+ * changes no byte, so it may point anywhere in the mapping.  Issue it only
+ * for a handle whose `ahead` is set (rbus_ahead_slots() checked the CPU).
+ */
+static inline void rbus_prefetch_w(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+#else
+	__builtin_prefetch(p, 1, 3);
+#endif
+}
+
+/* channel.c: the slots ahead of pos that are about `bytes` ahead, at least
+ * one and less than a lap; 0 if this CPU cannot prefetch for writing. */
+uint32_t rbus_ahead_slots(const struct rbus_channel *ch, uint32_t bytes);
 
 static inline struct rbus_slot *rbus_slot_at(const struct rbus_channel *ch,
 					     uint64_t idx)
