@@ -283,7 +283,8 @@ static const struct hostile hostiles[] = {
 	HOSTILE(magic, H_ADD, 1, FIX_NONE, -EPROTO),
 	HOSTILE(abi_version, H_SET, 0, FIX_NONE, -EPROTONOSUPPORT),
 	HOSTILE(abi_version, H_SET, 1, FIX_NONE, -EPROTONOSUPPORT),
-	HOSTILE(abi_version, H_SET, 3, FIX_NONE, -EPROTONOSUPPORT),
+	HOSTILE(abi_version, H_SET, RBUS_ABI_VERSION - 1, FIX_NONE, -EPROTONOSUPPORT),
+	HOSTILE(abi_version, H_SET, RBUS_ABI_VERSION + 1, FIX_NONE, -EPROTONOSUPPORT),
 	HOSTILE(abi_version, H_SET, UINT32_MAX, FIX_NONE, -EPROTONOSUPPORT),
 	/* Structure. */
 	HOSTILE(hdr_size, H_SET, 0, FIX_NONE, ANY_ERROR),
@@ -344,7 +345,7 @@ static const struct hostile hostiles[] = {
 	HOSTILE(prod_off, H_SET, UINT64_MAX, FIX_NONE, ANY_ERROR),
 	HOSTILE(cursors_off, H_SET, 0, FIX_NONE, ANY_ERROR),
 	HOSTILE(cursors_off, H_SET, 256, FIX_NONE, ANY_ERROR),
-	HOSTILE(cursors_off, H_SET, 512, FIX_NONE, ANY_ERROR),
+	HOSTILE(cursors_off, H_SET, 384, FIX_NONE, ANY_ERROR), /* v2 offset */
 	HOSTILE(cursors_off, H_SET, 8192 - 64, FIX_NONE, ANY_ERROR),
 	HOSTILE(cursors_off, H_SET, UINT64_MAX, FIX_NONE, ANY_ERROR),
 	HOSTILE(ncursors, H_SET, 0, FIX_NONE, ANY_ERROR),

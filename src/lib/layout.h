@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * layout.h - the shared-memory format of a ringbus region (ABI version 2).
+ * layout.h - the shared-memory format of a ringbus region (ABI version 3).
  *
  * This file is the single definition of what lies in shared memory.  Nothing
  * here is a pointer: every reference is an offset from the start of the
@@ -11,15 +11,18 @@
  *
  *   offset  size            what
  *   0       256             struct rbus_hdr: identity, geometry, checksum
- *   256     128             struct rbus_side: producer side (tail ...)
- *   384     128 * ncursors  struct rbus_side: consumer cursor(s) (head ...)
+ *   256     256             struct rbus_side: producer side (tail ...)
+ *   512     256 * ncursors  struct rbus_side: consumer cursor(s) (head ...)
  *   wait    128             struct rbus_wait: futex words, sleepers, counters
- *   slots   capacity*slot   the slots, slots_off = 640 for ncursors == 1
+ *   slots   capacity*slot   the slots, slots_off = 896 for ncursors == 1
  *   ...     padding up to a whole page (4 KiB, or the huge page size)
  *
- * Each side block starts a 128-byte block of its own, so the producer's and
- * the consumer's hot words never share a cache line, nor the pair of lines
- * the adjacent-line prefetcher fetches together.  The wait block is read by
+ * Each side block is two 128-byte blocks, so the producer's and the
+ * consumer's hot words never share a cache line, nor the pair of lines the
+ * adjacent-line prefetcher fetches together.  The first block holds the
+ * index alone: the words a peer reads when it finds nothing to do
+ * (`attached`, `opened`) are in the second, so that reading them does not
+ * take the line an MPMC side writes with a CAS for every message.  The wait block is read by
  * both sides after every publish but written only when someone sleeps or
  * wakes, so it stays shared in both caches: reading it costs a hit.
  *
@@ -50,9 +53,10 @@
 #include <stdint.h>
 
 #define RBUS_MAGIC        UINT64_C(0x0031305355424752) /* "RGBUS01\0" LE */
-#define RBUS_ABI_VERSION  2u
+#define RBUS_ABI_VERSION  3u
 #define RBUS_HDR_SIZE     256u
-#define RBUS_SIDE_SIZE    128u
+#define RBUS_SIDE_SIZE    256u
+#define RBUS_WAIT_SIZE    128u
 #define RBUS_SLOT_HDR     8u   /* stamp + len; payload is 8-byte aligned */
 #define RBUS_SLOT_ALIGN   8u
 #define RBUS_PAGE_SIZE    4096u
@@ -119,6 +123,7 @@ struct rbus_side {
 	 * is a hint for observers and for reopening; the slot stamps are the
 	 * truth. */
 	_Atomic uint64_t index;
+	uint8_t reserved0[120];    /* zero: the index has its 128 bytes alone */
 	/* Handles of this role attached now (SPSC: 0 or 1, claimed by CAS). */
 	_Atomic uint32_t attached;
 	/* 1 once a handle of this role has ever been opened: with attached
@@ -136,6 +141,7 @@ struct rbus_side {
 	 * a handle that finds no free entry is not recorded (and cannot be
 	 * recovered).  SPSC: unused (0). */
 	_Atomic uint32_t leases[RBUS_SIDE_LEASES];
+	uint8_t reserved1[8];      /* zero */
 };
 
 /*
@@ -158,7 +164,7 @@ struct rbus_waitq {
 struct rbus_wait {
 	struct rbus_waitq data;    /* consumers sleep here; producers wake */
 	struct rbus_waitq space;   /* producers sleep here; consumers wake */
-	uint8_t reserved[RBUS_SIDE_SIZE - 2 * sizeof(struct rbus_waitq)];
+	uint8_t reserved[RBUS_WAIT_SIZE - 2 * sizeof(struct rbus_waitq)];
 };
 
 struct rbus_slot {
@@ -171,8 +177,10 @@ _Static_assert(sizeof(struct rbus_hdr) == RBUS_HDR_SIZE, "header size is ABI");
 _Static_assert(offsetof(struct rbus_hdr, checksum) == RBUS_HDR_SIZE - 8,
 	       "checksum is the header's last word");
 _Static_assert(sizeof(struct rbus_side) == RBUS_SIDE_SIZE, "side size is ABI");
+_Static_assert(offsetof(struct rbus_side, attached) == 128,
+	       "the index has the first 128 bytes of a side alone");
 _Static_assert(sizeof(struct rbus_slot) == RBUS_SLOT_HDR, "slot header is ABI");
-_Static_assert(sizeof(struct rbus_wait) == RBUS_SIDE_SIZE, "wait block size is ABI");
+_Static_assert(sizeof(struct rbus_wait) == RBUS_WAIT_SIZE, "wait block size is ABI");
 _Static_assert(sizeof(_Atomic uint64_t) == 8 && ATOMIC_LLONG_LOCK_FREE == 2,
 	       "64-bit atomics must be lock-free to work across processes");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2,
@@ -190,7 +198,7 @@ static inline uint64_t rbus_layout_wait_off(uint32_t ncursors)
 }
 static inline uint64_t rbus_layout_slots_off(uint32_t ncursors)
 {
-	return rbus_layout_wait_off(ncursors) + RBUS_SIDE_SIZE;
+	return rbus_layout_wait_off(ncursors) + RBUS_WAIT_SIZE;
 }
 static inline uint32_t rbus_layout_slot_size(uint32_t max_msg)
 {
