@@ -76,10 +76,11 @@ static inline int64_t spsc_room(struct rbus_channel *ch, unsigned n)
 	if (ch->ahead) {
 		uint64_t next = ch->pos + (uint64_t)avail - 1 + ch->ahead;
 
-		/* Only a slot the consumer is known to be done with (below
-		 * limit, A2): taking its line now costs the consumer
+		/* Only a line the consumer is known to be done with: the
+		 * slot and the `ahead` after it are below limit (A2), and
+		 * ahead covers a line.  Taking it now costs the consumer
 		 * nothing, and our stores to it will find it here. */
-		if ((int64_t)(ch->limit - next) > 0)
+		if ((int64_t)(ch->limit - next) > (int64_t)ch->ahead)
 			rbus_prefetch_w(rbus_slot_at(ch, next));
 	}
 	return avail;
