@@ -19,7 +19,10 @@
  *
  * How a call waits.  First it spins, retrying the call with a CPU pause,
  * for the handle's spin budget (rbus_channel_set_spin(); default
- * RBUS_SPIN_DEFAULT_NS, 0 = sleep at once).  Then it sleeps: it registers
+ * RBUS_SPIN_DEFAULT_NS, 0 = sleep at once).  A producer on a full ring
+ * pauses longer between tries, capacity / 8 pauses (1 to 64): trying again
+ * at once would have it write, message after message, on the cache line
+ * the consumer is reading, and slow both down (see rbus_send()).  Then it sleeps: it registers
  * as a sleeper in the region, issues a full fence, retries the call (the
  * re-check), and only then sleeps on the futex word (or eventfd) it read
  * before registering.  Producers wake consumers (and consumers producers)

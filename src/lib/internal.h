@@ -98,6 +98,9 @@ struct rbus_channel {
 	int peer_efd;
 	int cancel_efd;             /* eventfd backend: close() wakes a waiter */
 	uint32_t spin_ns;
+	/* Pauses between tries while spinning: 1, or for a producer the
+	 * back-off of a full ring (wait.c, rbus_wait_open()). */
+	uint32_t spin_pauses;
 	uint32_t flags;             /* RBUS_CHANNEL_* */
 	/* This process could not register for membarrier: its publishes
 	 * need a real fence before the sleepers load (wait.c). */

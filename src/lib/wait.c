@@ -90,6 +90,9 @@ void (*rbus_test_jitter)(enum rbus_jitter_point where);
  * nobody registered at the cap registers afresh, so this bounds how long
  * they stay stranded.  An idle waiter pays one wakeup per period. */
 #define RBUS_LONG_SLEEP_NS 1000000000
+/* The most pauses a spinning producer makes between tries on a full ring
+ * (rbus_wait_open()). */
+#define RBUS_FULL_PAUSES 64
 
 /* Registration of this process for membarrier(2): 0 not tried yet, 1 done,
  * -1 impossible.  Process-wide because the kernel's registration is; it is
@@ -355,11 +358,13 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 	if (spin_end > deadline)
 		spin_end = deadline;
 	for (unsigned i = 1; now < spin_end; i++) {
-		cpu_relax();
+		for (uint32_t p = 0; p < ch->spin_pauses; p++)
+			cpu_relax();
 		r = op(ch, iov, n);
 		if (r != -EAGAIN)
 			return r;
-		if (!(i & 31)) {
+		/* Every 32 pauses or more: the clock, close, hang-up. */
+		if (!(i & 31) || ch->spin_pauses >= 32) {
 			/* Relaxed: our own thread's flag, set by close() in
 			 * another thread; acted on after its wake. */
 			if (atomic_load_explicit(&ch->closing, memory_order_relaxed))
@@ -427,6 +432,20 @@ int rbus_wait_open(struct rbus_channel *ch)
 	ch->my_efd = consumer ? r->efd[0] : r->efd[1];
 	ch->peer_efd = consumer ? r->efd[1] : r->efd[0];
 	ch->spin_ns = RBUS_SPIN_DEFAULT_NS;
+	/* A producer that finds the ring full and tries again at once writes
+	 * the slot the consumer has just freed, on the line the consumer is
+	 * reading: the line then moves at every message and both sides slow
+	 * down, so the ring stays full.  Pausing longer lets the consumer get
+	 * lines ahead first.  Capacity/8 pauses (~25-40 ns each) is well
+	 * under the time a full ring takes to drain, so the consumer never
+	 * runs dry for it; 64 was the smallest of 16, 64 and 256 that helped
+	 * (doc/performance.md, "Backing off a full ring"). */
+	ch->spin_pauses = 1;
+	if (!consumer) {
+		uint32_t p = r->hdr.capacity / 8;
+
+		ch->spin_pauses = p < 1 ? 1 : p > RBUS_FULL_PAUSES ? RBUS_FULL_PAUSES : p;
+	}
 	ch->fence_publish = !membarrier_ready();
 	ch->cancel_efd = -1;
 	atomic_init(&ch->refs, 1);
