@@ -404,14 +404,29 @@ static uint64_t barrier(int n)
 	return rb_now_ns();
 }
 
-/* Nothing to do (-EAGAIN): spin; with more processes than CPUs, let a
- * preempted peer have the CPU now and then. */
-static inline void idle(bool oversub, unsigned *spins)
+/* Nothing to do (-EAGAIN): spin `pauses` pauses; with more processes than
+ * CPUs, one pause and now and then let a preempted peer have the CPU. */
+static inline void idle(bool oversub, unsigned *spins, unsigned pauses)
 {
 	if (oversub && (++*spins & 63) == 0)
 		sched_yield();
-	else
+	else if (oversub)
 		cpu_relax();
+	else
+		while (pauses--)
+			cpu_relax();
+}
+
+/* A producer that finds a ring full pauses this often before it tries
+ * again, the rule of the library's own waiting calls (rbus_wait_open()):
+ * capacity / 8, 1 to 64.  Trying again after one pause keeps it writing
+ * the line the consumer is reading (doc/performance.md, "Backing off a
+ * full ring"). */
+static unsigned full_pauses(const struct run *ru)
+{
+	unsigned p = ru->capacity / 8;
+
+	return p < 1 ? 1 : p > 64 ? 64 : p;
 }
 
 /* Sleeps, wake system calls and blind wakes so far on the rings of ru, both
@@ -630,7 +645,7 @@ static int producer(const struct run *ru, int idx)
 {
 	const unsigned check = ru->size >= 1024 ? 0 : 63;  /* clock every n+1 */
 	uint64_t seq = 0, idles = 0, t0, deadline, w0[3];
-	unsigned spins = 0, iter = 0;
+	unsigned spins = 0, iter = 0, pauses = full_pauses(ru);
 	struct ep e;
 	int k;
 
@@ -644,7 +659,7 @@ static int producer(const struct run *ru, int idx)
 	while ((++iter & check) || rb_now_ns() < deadline) {
 		if ((k = ep_put(&e, (uint64_t)idx << SEQ_BITS | seq)) == -EAGAIN) {
 			idles++;
-			idle(ru->oversub, &spins);
+			idle(ru->oversub, &spins, pauses);
 		} else if (k < 0)
 			return ep_fail(ru, &e, k);
 		else
@@ -708,7 +723,7 @@ static int ring_consumer(const struct run *ru, int idx)
 			idles++;
 			if (drained(ru->np, got, &flushed))
 				break;
-			idle(ru->oversub, &spins);
+			idle(ru->oversub, &spins, 1);
 			continue;
 		}
 		for (int j = 0; j < k; j++) {
@@ -1911,6 +1926,9 @@ static void print_header(void)
 	       "producer writes\n             the whole payload in place, the consumer reads "
 	       "every word in place; b32: batches\n             of %d.  Every message's length "
 	       "and sequence number are checked; counts, sums verified.\n"
+	       "             A producer (rings, bare ring) that finds the ring full pauses "
+	       "capacity/8 times\n             (1 to 64) before it tries again, a consumer "
+	       "that finds it empty once.\n"
 	       "baselines:   one write() per message, reads of up to %u KiB, default buffers; "
 	       "ping-pong\n             over two pipes / two socketpairs.  Bare cache line: "
 	       "\"2 lines\" = each side's word\n             on a line of its own (the rings' "
