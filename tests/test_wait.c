@@ -256,6 +256,68 @@ START_TEST(producer_wakes_for_one_slot)
 }
 END_TEST
 
+/* The consumer of producer_backs_off_full_ring: takes `count` messages
+ * with the waiting call and checks that each carries the next index. */
+struct backoff_arg {
+	struct rbus_region *r;
+	uint32_t count;
+};
+
+static int backoff_consumer(void *varg)
+{
+	struct backoff_arg *a = varg;
+	struct rbus_channel *c = NULL;
+
+	if (rbus_channel_open(a->r, RBUS_CONSUMER, 0, &c))
+		return 10;
+	for (uint32_t i = 0; i < a->count; i++) {
+		uint32_t v = UINT32_MAX;
+		ssize_t n = rbus_recv_wait(c, &v, sizeof(v), RBUS_FOREVER);
+
+		if (n != (ssize_t)sizeof(v))
+			return 11;
+		if (v != i)
+			return 12;
+	}
+	rbus_channel_close(c);
+	return 0;
+}
+
+/*
+ * A producer backs off a full ring while it spins (capacity 4096: 64 pauses
+ * between tries, the most there is).  A timed send on a ring nobody empties
+ * still ends at its deadline, never before it; and a producer that streams
+ * into a full ring with the waiting call gets every message through, in
+ * order, while a consumer in another process drains it.
+ */
+START_TEST(producer_backs_off_full_ring)
+{
+	const uint32_t cap = 4096, extra = 1024;
+	struct rbus_region *r = make(_i, cap, 0);
+	struct rbus_channel *p = open_ch(r, RBUS_PRODUCER, 0, RBUS_SPIN_DEFAULT_NS);
+	struct backoff_arg a = { .r = r, .count = cap + extra };
+	int64_t dl;
+	pid_t pid;
+
+	for (uint32_t i = 0; i < cap; i++)
+		ck_assert_rbus(rbus_send(p, &i, sizeof(i)), 0);
+	ck_assert_rbus(rbus_send(p, &cap, sizeof(cap)), -EAGAIN);
+	/* Longer than the spin budget: spins backing off, then sleeps. */
+	dl = rbus_deadline_in(2 * RBUS_SPIN_DEFAULT_NS);
+	ck_assert_rbus(rbus_send_wait(p, &cap, sizeof(cap), dl), -ETIMEDOUT);
+	ck_assert(rbus_now() >= dl);
+	pid = th_fork(backoff_consumer, &a);
+	/* A deadline, not RBUS_FOREVER: a consumer that failed and left
+	 * without closing must fail the test here, not hang it. */
+	dl = rbus_deadline_in(INT64_C(5000000000));
+	for (uint32_t i = cap; i < cap + extra; i++)
+		ck_assert_rbus(rbus_send_wait(p, &i, sizeof(i), dl), 0);
+	th_wait_ok(pid);
+	rbus_channel_close(p);
+	rbus_region_close(r);
+}
+END_TEST
+
 /* ======================================================================= */
 /* Timeouts                                                                 */
 /* ======================================================================= */
@@ -865,6 +927,7 @@ static Suite *wait_suite(void)
 	tc = add_tcase(s, "wakeups", 30);
 	tcase_add_loop_test(tc, consumer_wakes_for_one_message, 0, 4);
 	tcase_add_loop_test(tc, producer_wakes_for_one_slot, 0, 4);
+	tcase_add_loop_test(tc, producer_backs_off_full_ring, 0, 4);
 	tcase_add_loop_test(tc, futex_word_wrap, 0, 4);
 	tcase_add_loop_test(tc, no_syscalls_while_awake, 0, 4);
 	tc = add_tcase(s, "timeouts", 30);

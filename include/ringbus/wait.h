@@ -22,10 +22,10 @@
  * RBUS_SPIN_DEFAULT_NS, 0 = sleep at once).  A producer on a full ring
  * pauses longer between tries, capacity / 8 pauses (1 to 64): trying again
  * at once would have it write, message after message, on the cache line
- * the consumer is reading, and slow both down (see rbus_send()).  Then it sleeps: it registers
- * as a sleeper in the region, issues a full fence, retries the call (the
- * re-check), and only then sleeps on the futex word (or eventfd) it read
- * before registering.  Producers wake consumers (and consumers producers)
+ * the consumer is reading, and slow both down (see rbus_send()).  Then it
+ * sleeps: it registers as a sleeper in the region, issues a full fence,
+ * retries the call (the re-check), and only then sleeps on the futex word
+ * (or eventfd) it read before registering.  Producers wake consumers (and consumers producers)
  * after each publish only if a sleeper is registered: while both sides are
  * awake, nobody makes a system call.  doc/design.md ("Waiting") gives the
  * protocol and its ordering in full.

@@ -22,9 +22,10 @@
  * adjacent-line prefetcher fetches together.  The first block holds the
  * index alone: the words a peer reads when it finds nothing to do
  * (`attached`, `opened`) are in the second, so that reading them does not
- * take the line an MPMC side writes with a CAS for every message.  The wait block is read by
- * both sides after every publish but written only when someone sleeps or
- * wakes, so it stays shared in both caches: reading it costs a hit.
+ * take the line an MPMC side writes with a CAS for every message.  The
+ * wait block is read by both sides after every publish but written only
+ * when someone sleeps or wakes, so it stays shared in both caches: reading
+ * it costs a hit.
  *
  * Indices.  A message's index is a 64-bit counter that starts at the
  * region's start_index and grows by one per slot.  Slot of index i is

@@ -29,10 +29,11 @@
  * is shared when the producer comes back to it a lap later, and the store
  * must first have the consumer's copy invalidated.  The producer asks for
  * the line of the slot SPSC_PRODUCER_AHEAD bytes on for writing
- * (rbus_prefetch_w()) when that slot is below its cached limit, i.e. known
- * to be free, so the transfer overlaps the messages in between.  Measured
- * (doc/performance.md, "Taking lines ahead"): with 8-byte messages it
- * lifted the host's slow state from ~45 M to 65-160 M msg/s.
+ * (rbus_prefetch_w()) when that whole line is below its cached limit, i.e.
+ * known to be free, so the transfer overlaps the messages in between.
+ * Measured (doc/performance.md, "Taking lines ahead"): with 8-byte messages
+ * it took the host's slow state from a median of 37 to 77 M msg/s, and cost
+ * 4-10% in the faster states.
  *
  * Untrusted memory: the producer checks that the head it reads is within a
  * ring of its tail; the consumer checks every len against max_msg and never

@@ -363,8 +363,9 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 		r = op(ch, iov, n);
 		if (r != -EAGAIN)
 			return r;
-		/* Every 32 pauses or more: the clock, close, hang-up. */
-		if (!(i & 31) || ch->spin_pauses >= 32) {
+		/* Every 32 tries, or every try of a backing-off producer:
+		 * the clock, close, hang-up. */
+		if (!(i & 31) || ch->spin_pauses > 1) {
 			/* Relaxed: our own thread's flag, set by close() in
 			 * another thread; acted on after its wake. */
 			if (atomic_load_explicit(&ch->closing, memory_order_relaxed))
