@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "ring_spsc.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -177,17 +178,37 @@ static int try_peek(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 	return k;
 }
 
+/* The first try of a call found nothing to do (-EAGAIN): a non-blocking
+ * call (deadline RBUS_NOWAIT) tells a hung-up peer apart; a waiting call
+ * waits, holding a reference, so that close() from another thread only
+ * marks the handle and wakes it (wait.h). */
+static int wait_more(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
+		     unsigned n, int64_t deadline)
+{
+	int k;
+
+	if (deadline == RBUS_NOWAIT)
+		return rbus_hangup_or(ch, op, iov, n, -EAGAIN);
+	/* Relaxed: see rbus_channel_close(); dropped with acq_rel. */
+	atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+	k = rbus_wait_loop(ch, op, iov, n, deadline);
+	channel_unref(ch);
+	return k;
+}
+
 /* Run op once; at -EAGAIN, tell a hung-up peer apart. */
 static int try_once(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 		    unsigned n)
 {
 	int k = op(ch, iov, n);
 
-	return unlikely(k == -EAGAIN) ? rbus_hangup_or(ch, op, iov, n, k) : k;
+	return unlikely(k == -EAGAIN) ? wait_more(ch, op, iov, n, RBUS_NOWAIT) : k;
 }
 
-/* A waiting call: hold a reference, so that close() from another thread
- * only marks the handle and wakes us (wait.h). */
+/* A waiting call.  One that moves at once is not waiting: it takes no
+ * reference (two locked operations, measured at ~20 ns a call), and
+ * close() may only cancel a call known to be waiting (wait.h), i.e. one in
+ * wait_more(). */
 static int wait_call(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 		     unsigned n, int64_t deadline)
 {
@@ -195,19 +216,10 @@ static int wait_call(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 
 	if (unlikely(deadline < 0))
 		return -EINVAL;
-	/* A call that moves at once is not waiting: no reference (two
-	 * locked operations, measured at ~20 ns a call).  close() may only
-	 * cancel a call known to be waiting (wait.h), i.e. past this. */
 	k = op(ch, iov, n);
 	if (likely(k != -EAGAIN))
 		return k;
-	if (deadline == RBUS_NOWAIT)
-		return rbus_hangup_or(ch, op, iov, n, k);
-	/* Relaxed: see rbus_channel_close(); dropped with acq_rel. */
-	atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
-	k = rbus_wait_loop(ch, op, iov, n, deadline);
-	channel_unref(ch);
-	return k;
+	return wait_more(ch, op, iov, n, deadline);
 }
 
 /* The checks every data-path call starts with. */
@@ -232,50 +244,116 @@ static inline int check_batch(const struct rbus_channel *ch, enum rbus_role role
 
 /* ---- the calls ----------------------------------------------------------- */
 
-RBUS_EXPORT int rbus_send(struct rbus_channel *ch, const void *buf, size_t len)
+/* ---- one message: rbus_send(), rbus_recv() and their _wait forms ------------
+ *
+ * The first try of these is the hot path of a pipeline that sends each
+ * message as it comes: for an SPSC handle it is the ring's inlined
+ * one-message call (ring_spsc.h), with no iovec, loop or indirect call.
+ * Whatever follows a first -EAGAIN is out of line (send_more(),
+ * recv_more()), so the hot path needs no stack frame to speak of.
+ */
+
+/* Send once; wake the consumers if it did.  0 or a negative errno. */
+static RBUS_ALWAYS_INLINE int send_one(struct rbus_channel *ch, const void *buf, size_t len)
+{
+	int k;
+
+	if (ch->ops == &rbus_spsc_ops) {
+		k = rbus_spsc_send1(ch, buf, len);
+	} else {
+		struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
+
+		k = ch->ops->send(ch, &v, 1);
+		k = k < 0 ? k : 0;
+	}
+	if (likely(k == 0))
+		rbus_wake_peer(ch);
+	return k;
+}
+
+/* Receive once; wake the producers if it freed slots.  The length or a
+ * negative errno. */
+static RBUS_ALWAYS_INLINE ssize_t recv_one(struct rbus_channel *ch, void *buf, size_t cap)
+{
+	ssize_t k;
+
+	if (ch->ops == &rbus_spsc_ops) {
+		k = rbus_spsc_recv1(ch, buf, cap);
+	} else {
+		struct iovec v = { .iov_base = buf, .iov_len = cap };
+		int n = ch->ops->recv(ch, &v, 1);
+
+		k = n < 0 ? n : (ssize_t)v.iov_len;
+	}
+	if (k >= 0 || unlikely(ch->freed)) {
+		ch->freed = false;
+		rbus_wake_peer(ch);
+	}
+	return k;
+}
+
+static __attribute__((noinline)) int send_more(struct rbus_channel *ch, const void *buf,
+					       size_t len, int64_t deadline)
 {
 	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
-	int n = check_idle(ch, RBUS_PRODUCER);
+	int n = wait_more(ch, try_send, &v, 1, deadline);
 
-	if (unlikely(n))
-		return n;
-	n = try_once(ch, try_send, &v, 1);
 	return n < 0 ? n : 0;
+}
+
+static __attribute__((noinline)) ssize_t recv_more(struct rbus_channel *ch, void *buf,
+						   size_t cap, int64_t deadline)
+{
+	struct iovec v = { .iov_base = buf, .iov_len = cap };
+	int n = wait_more(ch, try_recv, &v, 1, deadline);
+
+	return n < 0 ? n : (ssize_t)v.iov_len;
+}
+
+RBUS_EXPORT int rbus_send(struct rbus_channel *ch, const void *buf, size_t len)
+{
+	int k = check_idle(ch, RBUS_PRODUCER);
+
+	if (unlikely(k))
+		return k;
+	k = send_one(ch, buf, len);
+	return likely(k != -EAGAIN) ? k : send_more(ch, buf, len, RBUS_NOWAIT);
 }
 
 RBUS_EXPORT int rbus_send_wait(struct rbus_channel *ch, const void *buf, size_t len,
 			       int64_t deadline)
 {
-	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
-	int n = check_idle(ch, RBUS_PRODUCER);
+	int k = check_idle(ch, RBUS_PRODUCER);
 
-	if (unlikely(n))
-		return n;
-	n = wait_call(ch, try_send, &v, 1, deadline);
-	return n < 0 ? n : 0;
+	if (unlikely(k))
+		return k;
+	if (unlikely(deadline < 0))
+		return -EINVAL;
+	k = send_one(ch, buf, len);
+	return likely(k != -EAGAIN) ? k : send_more(ch, buf, len, deadline);
 }
 
 RBUS_EXPORT ssize_t rbus_recv(struct rbus_channel *ch, void *buf, size_t cap)
 {
-	struct iovec v = { .iov_base = buf, .iov_len = cap };
-	int n = check_idle(ch, RBUS_CONSUMER);
+	ssize_t k = check_idle(ch, RBUS_CONSUMER);
 
-	if (unlikely(n))
-		return n;
-	n = try_once(ch, try_recv, &v, 1);
-	return n < 0 ? n : (ssize_t)v.iov_len;
+	if (unlikely(k))
+		return k;
+	k = recv_one(ch, buf, cap);
+	return likely(k != -EAGAIN) ? k : recv_more(ch, buf, cap, RBUS_NOWAIT);
 }
 
 RBUS_EXPORT ssize_t rbus_recv_wait(struct rbus_channel *ch, void *buf, size_t cap,
 				   int64_t deadline)
 {
-	struct iovec v = { .iov_base = buf, .iov_len = cap };
-	int n = check_idle(ch, RBUS_CONSUMER);
+	ssize_t k = check_idle(ch, RBUS_CONSUMER);
 
-	if (unlikely(n))
-		return n;
-	n = wait_call(ch, try_recv, &v, 1, deadline);
-	return n < 0 ? n : (ssize_t)v.iov_len;
+	if (unlikely(k))
+		return k;
+	if (unlikely(deadline < 0))
+		return -EINVAL;
+	k = recv_one(ch, buf, cap);
+	return likely(k != -EAGAIN) ? k : recv_more(ch, buf, cap, deadline);
 }
 
 RBUS_EXPORT int rbus_send_batch(struct rbus_channel *ch, const struct iovec *iov,

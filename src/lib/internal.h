@@ -18,6 +18,8 @@
 
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+/* For the few hot-path helpers the compiler would otherwise call. */
+#define RBUS_ALWAYS_INLINE inline __attribute__((always_inline))
 
 /* Bound on retries of a lock-free CAS loop.  A CAS fails only because
  * another handle made progress, so with honest peers the bound is never
@@ -238,10 +240,17 @@ static inline void rbus_prefetch_w(const void *p)
  * one and less than a lap; 0 if this CPU cannot prefetch for writing. */
 uint32_t rbus_ahead_slots(const struct rbus_channel *ch, uint32_t bytes);
 
+/* The slot of index idx in a ring of mask + 1 slots of slot_size bytes. */
+static inline struct rbus_slot *rbus_slot_in(const unsigned char *slots, uint64_t mask,
+					     uint32_t slot_size, uint64_t idx)
+{
+	return (struct rbus_slot *)(slots + (idx & mask) * slot_size);
+}
+
 static inline struct rbus_slot *rbus_slot_at(const struct rbus_channel *ch,
 					     uint64_t idx)
 {
-	return (struct rbus_slot *)(ch->slots + (idx & ch->mask) * ch->slot_size);
+	return rbus_slot_in(ch->slots, ch->mask, ch->slot_size, idx);
 }
 
 /* Copy a message; small ones without a call into memcpy. */

@@ -45,12 +45,12 @@
 #include <errno.h>
 
 #include "internal.h"
+#include "ring_spsc.h"
 
 /* Bytes ahead of pos the producer takes free slot lines for writing. */
 #define SPSC_PRODUCER_AHEAD 512
 
-/* Refresh the producer's cached limit.  Returns free slots, or -EBADMSG. */
-static int64_t spsc_refresh(struct rbus_channel *ch)
+int64_t rbus_spsc_refresh(struct rbus_channel *ch)
 {
 	/* A2 (acquire): pairs with R2 in spsc_publish_head(); the consumer's
 	 * reads of every slot below head are done before we rewrite them. */
@@ -68,54 +68,33 @@ static inline int64_t spsc_room(struct rbus_channel *ch, unsigned n)
 	int64_t avail = (int64_t)(ch->limit - ch->pos);
 
 	if (unlikely(avail < (int64_t)n)) {
-		avail = spsc_refresh(ch);
+		avail = rbus_spsc_refresh(ch);
 		if (avail <= 0)
 			return avail < 0 ? avail : -EAGAIN;
 	}
 	if (avail > (int64_t)n)
 		avail = n;
-	if (ch->ahead) {
-		uint64_t next = ch->pos + (uint64_t)avail - 1 + ch->ahead;
-
-		/* Only a line the consumer is known to be done with: the
-		 * slot and the `ahead` after it are below limit (A2), and
-		 * ahead covers a line.  Taking it now costs the consumer
-		 * nothing, and our stores to it will find it here. */
-		if ((int64_t)(ch->limit - next) > (int64_t)ch->ahead)
-			rbus_prefetch_w(rbus_slot_at(ch, next));
-	}
+	spsc_take_ahead(ch, ch->pos + (uint64_t)avail - 1);
 	return avail;
-}
-
-static inline void spsc_publish_slot(struct rbus_slot *s, uint64_t idx, uint32_t len)
-{
-	/* Relaxed: ordered before the consumer's read by R1 below. */
-	atomic_store_explicit(&s->len, len, memory_order_relaxed);
-	/* R1 (release): publishes len and the bytes written before it;
-	 * pairs with A1 in spsc_take(). */
-	atomic_store_explicit(&s->stamp, (uint32_t)(idx + 1), memory_order_release);
-}
-
-static inline void spsc_publish_tail(struct rbus_channel *ch)
-{
-	/* Relaxed: the tail is a hint (statistics, reopen); no consumer reads
-	 * data through it, the stamps carry the data (R1). */
-	atomic_store_explicit(ch->my_index, ch->pos, memory_order_relaxed);
 }
 
 static int spsc_send(struct rbus_channel *ch, const struct iovec *iov, unsigned n)
 {
 	int64_t room = spsc_room(ch, n);
-	uint64_t pos = ch->pos;
+	/* The geometry in locals: the compiler must otherwise reload it
+	 * after every byte stored into a slot, which may alias *ch. */
+	unsigned char *const slots = ch->slots;
+	const uint64_t mask = ch->mask, pos = ch->pos;
+	const uint32_t slot_size = ch->slot_size, max_msg = ch->max_msg;
 	unsigned i;
 
 	if (unlikely(room < 0))
 		return (int)room;
 	for (i = 0; i < (unsigned)room; i++) {
 		size_t len = iov[i].iov_len;
-		struct rbus_slot *s = rbus_slot_at(ch, pos + i);
+		struct rbus_slot *s = rbus_slot_in(slots, mask, slot_size, pos + i);
 
-		if (unlikely(len > ch->max_msg)) {
+		if (unlikely(len > max_msg)) {
 			if (i == 0)
 				return -EMSGSIZE;
 			break;
@@ -158,14 +137,6 @@ static int spsc_commit(struct rbus_channel *ch, const struct iovec *iov, unsigne
 	return (int)n;
 }
 
-static inline void spsc_publish_head(struct rbus_channel *ch, uint64_t pos)
-{
-	ch->pos = pos;
-	/* R2 (release): our reads of the slots below pos are done before the
-	 * producer may rewrite them; pairs with A2 in spsc_refresh(). */
-	atomic_store_explicit(ch->my_index, pos, memory_order_release);
-}
-
 /*
  * Walk the committed slots from ch->pos: up to n messages, never more than
  * capacity slots.  With copy set, copy each into iov[] (stopping before one
@@ -173,47 +144,52 @@ static inline void spsc_publish_head(struct rbus_channel *ch, uint64_t pos)
  * over.  Returns messages found; *slots_out the slots walked; *err why it
  * stopped early (0 if the ring was simply empty or n was reached).
  */
-static unsigned spsc_take(struct rbus_channel *ch, struct iovec *iov, unsigned n,
-			  bool copy, uint64_t *slots_out, int *err)
+static RBUS_ALWAYS_INLINE unsigned spsc_take(struct rbus_channel *ch, struct iovec *iov,
+					    unsigned n, bool copy, uint64_t *slots_out,
+					    int *err)
 {
-	uint64_t pos = ch->pos, walked = 0;
+	/* Locals, as in spsc_send(): stores to iov[] may alias *ch. */
+	const unsigned char *const slots = ch->slots;
+	const uint64_t mask = ch->mask, pos = ch->pos, end = pos + ch->capacity;
+	const uint32_t slot_size = ch->slot_size, max_msg = ch->max_msg;
+	uint64_t i = pos;
 	unsigned got = 0;
 
 	*err = 0;
-	while (got < n && walked < ch->capacity) {
-		struct rbus_slot *s = rbus_slot_at(ch, pos + walked);
+	while (got < n && i != end) {
+		const struct rbus_slot *s = rbus_slot_in(slots, mask, slot_size, i);
 		/* A1 (acquire): pairs with R1 in spsc_publish_slot(); len and
 		 * bytes of a committed slot are visible after this load. */
 		uint32_t stamp = atomic_load_explicit(&s->stamp, memory_order_acquire);
 		uint32_t len;
 
-		if (stamp != (uint32_t)(pos + walked + 1))
+		if (stamp != (uint32_t)(i + 1))
 			break;
 		/* Relaxed, read once: the local copy is what we check and use,
 		 * whatever a hostile peer writes afterwards. */
 		len = atomic_load_explicit(&s->len, memory_order_relaxed);
-		if (unlikely(len > ch->max_msg)) {
+		if (unlikely(len > max_msg)) {
 			if (len & RBUS_SLOT_SKIP) {
-				walked++;
+				i++;
 				continue;
 			}
 			*err = -EBADMSG;
 			break;
 		}
 		if (copy) {
-			if (len > iov[got].iov_len) {
+			if (unlikely(len > iov[got].iov_len)) {
 				*err = -EMSGSIZE;
 				break;
 			}
 			rbus_copy(iov[got].iov_base, s->data, len);
 		} else {
-			iov[got].iov_base = s->data;
+			iov[got].iov_base = (void *)s->data;
 		}
 		iov[got].iov_len = len;
 		got++;
-		walked++;
+		i++;
 	}
-	*slots_out = walked;
+	*slots_out = i - pos;
 	return got;
 }
 
@@ -269,7 +245,7 @@ static int spsc_release(struct rbus_channel *ch)
 static int spsc_ready(struct rbus_channel *ch)
 {
 	if (ch->role == RBUS_PRODUCER) {
-		int64_t room = spsc_refresh(ch);
+		int64_t room = rbus_spsc_refresh(ch);
 
 		return room < 0 ? (int)room : room > 0;
 	}
@@ -316,7 +292,7 @@ static int spsc_open(struct rbus_channel *ch)
 		return 0;
 	}
 
-	/* Producer.  A2 as in spsc_refresh(). */
+	/* Producer.  A2 as in rbus_spsc_refresh(). */
 	head = atomic_load_explicit(ch->peer_index, memory_order_acquire);
 	if (pos - head > ch->capacity) {
 		/* The tail is behind the head: a predecessor died between

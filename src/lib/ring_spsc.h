@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ring_spsc.h - the SPSC ring's steps that are shared by ring_spsc.c and
+ * channel.c, and its one-message copy calls, which channel.c inlines into
+ * rbus_send() and rbus_recv().
+ *
+ * One message at a time is the common case (a sensor pipeline sends each
+ * reading as it comes), and through the general path (iovec, ops table,
+ * the batch loop) a send and a receive cost ~25 ns of instructions between
+ * them, about 5x a bare ring's, which capped 8-byte throughput below the
+ * cache lines' rate (doc/performance.md, "The one-message path").  The
+ * calls here are the same algorithm with the loop and the indirection taken
+ * out; ring_spsc.c has the protocol and the ordering edges they take part
+ * in (R1/A1, R2/A2).
+ */
+#ifndef RINGBUS_RING_SPSC_H
+#define RINGBUS_RING_SPSC_H
+
+#include <errno.h>
+
+#include "internal.h"
+
+/* ring_spsc.c: refresh the producer's cached limit from the head.  Returns
+ * free slots, or -EBADMSG. */
+int64_t rbus_spsc_refresh(struct rbus_channel *ch);
+
+static inline void spsc_publish_slot(struct rbus_slot *s, uint64_t idx, uint32_t len)
+{
+	/* Relaxed: ordered before the consumer's read by R1 below. */
+	atomic_store_explicit(&s->len, len, memory_order_relaxed);
+	/* R1 (release): publishes len and the bytes written before it;
+	 * pairs with A1 in spsc_take() and rbus_spsc_recv1(). */
+	atomic_store_explicit(&s->stamp, (uint32_t)(idx + 1), memory_order_release);
+}
+
+static inline void spsc_publish_tail(struct rbus_channel *ch)
+{
+	/* Relaxed: the tail is a hint (statistics, reopen); no consumer reads
+	 * data through it, the stamps carry the data (R1). */
+	atomic_store_explicit(ch->my_index, ch->pos, memory_order_relaxed);
+}
+
+static inline void spsc_publish_head(struct rbus_channel *ch, uint64_t pos)
+{
+	ch->pos = pos;
+	/* R2 (release): our reads of the slots below pos are done before the
+	 * producer may rewrite them; pairs with A2 in rbus_spsc_refresh(). */
+	atomic_store_explicit(ch->my_index, pos, memory_order_release);
+}
+
+/* The producer is about to write up to index last: take the line of the
+ * slot `ahead` on for writing, if the consumer is known to be done with it
+ * (ring_spsc.c, "Taking lines ahead"). */
+static inline void spsc_take_ahead(struct rbus_channel *ch, uint64_t last)
+{
+	if (ch->ahead) {
+		uint64_t next = last + ch->ahead;
+
+		/* Only a line the consumer is known to be done with: the
+		 * slot and the `ahead` after it are below limit (A2), and
+		 * ahead covers a line.  Taking it now costs the consumer
+		 * nothing, and our stores to it will find it here. */
+		if ((int64_t)(ch->limit - next) > (int64_t)ch->ahead)
+			rbus_prefetch_w(rbus_slot_at(ch, next));
+	}
+}
+
+/* rbus_send() on an SPSC producer with nothing outstanding: 0, -EAGAIN
+ * (full), -EMSGSIZE or -EBADMSG, as ops->send with one message.  The
+ * caller wakes the consumer. */
+static RBUS_ALWAYS_INLINE int rbus_spsc_send1(struct rbus_channel *ch, const void *buf, size_t len)
+{
+	uint64_t pos = ch->pos;
+	struct rbus_slot *s;
+
+	if (unlikely(pos == ch->limit)) {
+		int64_t room = rbus_spsc_refresh(ch);
+
+		if (room <= 0)
+			return room < 0 ? (int)room : -EAGAIN;
+	}
+	if (unlikely(len > ch->max_msg))
+		return -EMSGSIZE;
+	spsc_take_ahead(ch, pos);
+	s = rbus_slot_at(ch, pos);
+	rbus_copy(s->data, buf, len);
+	spsc_publish_slot(s, pos, (uint32_t)len);
+	ch->pos = pos + 1;
+	spsc_publish_tail(ch);
+	return 0;
+}
+
+/* rbus_recv() on an SPSC consumer with nothing outstanding: the length, or
+ * -EAGAIN (empty), -EMSGSIZE or -EBADMSG, as ops->recv with one message.
+ * A slot whose length is not a message's (skipped, or corrupt) goes to
+ * ops->recv, which knows what to do with it.  The caller wakes the
+ * producer (also when ch->freed says skipped slots were freed). */
+static RBUS_ALWAYS_INLINE ssize_t rbus_spsc_recv1(struct rbus_channel *ch, void *buf, size_t cap)
+{
+	uint64_t pos = ch->pos;
+	struct rbus_slot *s = rbus_slot_at(ch, pos);
+	/* A1 (acquire): pairs with R1 in spsc_publish_slot(). */
+	uint32_t stamp = atomic_load_explicit(&s->stamp, memory_order_acquire);
+	uint32_t len;
+
+	if (stamp != (uint32_t)(pos + 1))
+		return -EAGAIN;
+	/* Relaxed, read once, as in spsc_take(). */
+	len = atomic_load_explicit(&s->len, memory_order_relaxed);
+	if (unlikely(len > ch->max_msg)) {
+		struct iovec v = { .iov_base = buf, .iov_len = cap };
+		int k = ch->ops->recv(ch, &v, 1);
+
+		return k < 0 ? k : (ssize_t)v.iov_len;
+	}
+	if (unlikely(len > cap))
+		return -EMSGSIZE;
+	rbus_copy(buf, s->data, len);
+	spsc_publish_head(ch, pos + 1);
+	return len;
+}
+
+#endif /* RINGBUS_RING_SPSC_H */
