@@ -352,8 +352,9 @@ START_TEST(ring_zero_copy_states)
 }
 END_TEST
 
-/* commit_batch of fewer than reserved: only those are delivered, and the
- * ring goes on (the rest are dropped, or for MPMC passed over). */
+/* commit_batch of fewer than reserved, or rbus_commit() of the first of
+ * several: only those are delivered, and the ring goes on (the rest are
+ * dropped, or for MPMC passed over). */
 START_TEST(ring_partial_commit)
 {
 	struct ring g;
@@ -372,6 +373,18 @@ START_TEST(ring_partial_commit)
 			ck_assert_rbus(rbus_recv(g.c, buf, sizeof(buf)), 3);
 			ck_assert_int_eq(buf[0], round * 10 + i);
 		}
+		ck_assert_rbus(rbus_recv(g.c, buf, sizeof(buf)), -EAGAIN);
+	}
+	/* rbus_commit() after a batch reservation: the first slot only.
+	 * Six rounds of three reserved lap the 8-slot ring twice. */
+	for (int round = 0; round < 6; round++) {
+		ck_assert_rbus(rbus_reserve_batch(g.p, iov, 3), 3);
+		memset(iov[0].iov_base, 100 + round, 4);
+		ck_assert_rbus(rbus_commit(g.p, 4), 0);
+		ck_assert_rbus(rbus_commit(g.p, 4), -EINVAL);
+		ck_assert_rbus(rbus_recv(g.c, buf, sizeof(buf)), 4);
+		ck_assert_int_eq(buf[0], 100 + round);
+		ck_assert_int_eq(buf[3], 100 + round);
 		ck_assert_rbus(rbus_recv(g.c, buf, sizeof(buf)), -EAGAIN);
 	}
 	ring_close(&g);

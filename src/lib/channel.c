@@ -244,13 +244,14 @@ static inline int check_batch(const struct rbus_channel *ch, enum rbus_role role
 
 /* ---- the calls ----------------------------------------------------------- */
 
-/* ---- one message: rbus_send(), rbus_recv() and their _wait forms ------------
+/* ---- one message: send, recv, reserve, peek and their _wait forms ----------
  *
  * The first try of these is the hot path of a pipeline that sends each
  * message as it comes: for an SPSC handle it is the ring's inlined
  * one-message call (ring_spsc.h), with no iovec, loop or indirect call.
- * Whatever follows a first -EAGAIN is out of line (send_more(),
- * recv_more()), so the hot path needs no stack frame to speak of.
+ * Whatever follows a first -EAGAIN is out of line (send_more() and the
+ * like), so the hot path needs no stack frame to speak of.  rbus_commit()
+ * and rbus_release() take the same calls below.
  */
 
 /* Send once; wake the consumers if it did.  0 or a negative errno. */
@@ -356,6 +357,114 @@ RBUS_EXPORT ssize_t rbus_recv_wait(struct rbus_channel *ch, void *buf, size_t ca
 	return likely(k != -EAGAIN) ? k : recv_more(ch, buf, cap, deadline);
 }
 
+/* Reserve one slot once; a reservation publishes nothing, so nobody to
+ * wake.  0 or a negative errno. */
+static RBUS_ALWAYS_INLINE int reserve_one(struct rbus_channel *ch, void **buf)
+{
+	struct iovec v;
+	int k;
+
+	if (ch->ops == &rbus_spsc_ops)
+		return rbus_spsc_reserve1(ch, buf);
+	k = ch->ops->reserve(ch, &v, 1);
+	if (k < 0)
+		return k;
+	*buf = v.iov_base;
+	return 0;
+}
+
+/* Peek at one message once; wake the producers if skipped slots were
+ * freed on the way.  The length or a negative errno. */
+static RBUS_ALWAYS_INLINE ssize_t peek_one(struct rbus_channel *ch, const void **buf)
+{
+	ssize_t k;
+
+	if (ch->ops == &rbus_spsc_ops) {
+		k = rbus_spsc_peek1(ch, buf);
+	} else {
+		struct iovec v;
+		int n = ch->ops->peek(ch, &v, 1);
+
+		if (n >= 0)
+			*buf = v.iov_base;
+		k = n < 0 ? n : (ssize_t)v.iov_len;
+	}
+	if (unlikely(ch->freed)) {
+		ch->freed = false;
+		rbus_wake_peer(ch);
+	}
+	return k;
+}
+
+static __attribute__((noinline)) int reserve_more(struct rbus_channel *ch, void **buf,
+						  int64_t deadline)
+{
+	struct iovec v;
+	int n = wait_more(ch, try_reserve, &v, 1, deadline);
+
+	if (n < 0)
+		return n;
+	*buf = v.iov_base;
+	return 0;
+}
+
+static __attribute__((noinline)) ssize_t peek_more(struct rbus_channel *ch, const void **buf,
+						   int64_t deadline)
+{
+	struct iovec v;
+	int n = wait_more(ch, try_peek, &v, 1, deadline);
+
+	if (n < 0)
+		return n;
+	*buf = v.iov_base;
+	return (ssize_t)v.iov_len;
+}
+
+RBUS_EXPORT int rbus_reserve(struct rbus_channel *ch, void **buf)
+{
+	int k = check_idle(ch, RBUS_PRODUCER);
+
+	if (unlikely(k))
+		return k;
+	k = reserve_one(ch, buf);
+	return likely(k != -EAGAIN) ? k : reserve_more(ch, buf, RBUS_NOWAIT);
+}
+
+RBUS_EXPORT int rbus_reserve_wait(struct rbus_channel *ch, void **buf, int64_t deadline)
+{
+	int k = check_idle(ch, RBUS_PRODUCER);
+
+	if (unlikely(k))
+		return k;
+	if (unlikely(deadline < 0))
+		return -EINVAL;
+	k = reserve_one(ch, buf);
+	return likely(k != -EAGAIN) ? k : reserve_more(ch, buf, deadline);
+}
+
+RBUS_EXPORT ssize_t rbus_peek(struct rbus_channel *ch, const void **buf)
+{
+	ssize_t k = check_idle(ch, RBUS_CONSUMER);
+
+	if (unlikely(k))
+		return k;
+	k = peek_one(ch, buf);
+	return likely(k != -EAGAIN) ? k : peek_more(ch, buf, RBUS_NOWAIT);
+}
+
+RBUS_EXPORT ssize_t rbus_peek_wait(struct rbus_channel *ch, const void **buf,
+				   int64_t deadline)
+{
+	ssize_t k = check_idle(ch, RBUS_CONSUMER);
+
+	if (unlikely(k))
+		return k;
+	if (unlikely(deadline < 0))
+		return -EINVAL;
+	k = peek_one(ch, buf);
+	return likely(k != -EAGAIN) ? k : peek_more(ch, buf, deadline);
+}
+
 RBUS_EXPORT int rbus_send_batch(struct rbus_channel *ch, const struct iovec *iov,
 				unsigned n)
 {
@@ -405,28 +514,6 @@ RBUS_EXPORT int rbus_reserve_batch_wait(struct rbus_channel *ch, struct iovec *i
 	return err ? err : wait_call(ch, try_reserve, iov, n, deadline);
 }
 
-RBUS_EXPORT int rbus_reserve(struct rbus_channel *ch, void **buf)
-{
-	struct iovec v;
-	int n = rbus_reserve_batch(ch, &v, 1);
-
-	if (n < 0)
-		return n;
-	*buf = v.iov_base;
-	return 0;
-}
-
-RBUS_EXPORT int rbus_reserve_wait(struct rbus_channel *ch, void **buf, int64_t deadline)
-{
-	struct iovec v;
-	int n = rbus_reserve_batch_wait(ch, &v, 1, deadline);
-
-	if (n < 0)
-		return n;
-	*buf = v.iov_base;
-	return 0;
-}
-
 RBUS_EXPORT int rbus_commit_batch(struct rbus_channel *ch, const struct iovec *iov,
 				  unsigned n)
 {
@@ -449,11 +536,22 @@ RBUS_EXPORT int rbus_commit_batch(struct rbus_channel *ch, const struct iovec *i
 RBUS_EXPORT int rbus_commit(struct rbus_channel *ch, size_t len)
 {
 	struct iovec v = { .iov_base = NULL, .iov_len = len };
-	int n = rbus_commit_batch(ch, &v, 1);
 
-	return n < 0 ? n : 0;
+	/* rbus_commit_batch(ch, &v, 1) without its loop: a reservation
+	 * holds at least one slot, so n = 1 never exceeds npending. */
+	if (unlikely(ch->role != RBUS_PRODUCER))
+		return -EBADF;
+	if (unlikely(ch->pending != PENDING_RESERVE))
+		return -EINVAL;
+	if (unlikely(len > ch->max_msg))
+		return -EMSGSIZE;
+	if (ch->ops == &rbus_spsc_ops)
+		rbus_spsc_commit1(ch, len);
+	else
+		ch->ops->commit(ch, &v, 1);
+	rbus_wake_peer(ch);
+	return 0;
 }
-
 RBUS_EXPORT int rbus_peek_batch(struct rbus_channel *ch, struct iovec *iov,
 				unsigned n)
 {
@@ -470,29 +568,6 @@ RBUS_EXPORT int rbus_peek_batch_wait(struct rbus_channel *ch, struct iovec *iov,
 	return err ? err : wait_call(ch, try_peek, iov, n, deadline);
 }
 
-RBUS_EXPORT ssize_t rbus_peek(struct rbus_channel *ch, const void **buf)
-{
-	struct iovec v;
-	int n = rbus_peek_batch(ch, &v, 1);
-
-	if (n < 0)
-		return n;
-	*buf = v.iov_base;
-	return (ssize_t)v.iov_len;
-}
-
-RBUS_EXPORT ssize_t rbus_peek_wait(struct rbus_channel *ch, const void **buf,
-				   int64_t deadline)
-{
-	struct iovec v;
-	int n = rbus_peek_batch_wait(ch, &v, 1, deadline);
-
-	if (n < 0)
-		return n;
-	*buf = v.iov_base;
-	return (ssize_t)v.iov_len;
-}
-
 RBUS_EXPORT int rbus_release(struct rbus_channel *ch)
 {
 	int k;
@@ -501,7 +576,7 @@ RBUS_EXPORT int rbus_release(struct rbus_channel *ch)
 		return -EBADF;
 	if (unlikely(ch->pending != PENDING_PEEK))
 		return -EINVAL;
-	k = ch->ops->release(ch);
+	k = ch->ops == &rbus_spsc_ops ? rbus_spsc_release(ch) : ch->ops->release(ch);
 	rbus_wake_peer(ch);
 	return k;
 }

@@ -233,13 +233,7 @@ static int spsc_peek(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 
 static int spsc_release(struct rbus_channel *ch)
 {
-	int msgs = (int)ch->pending_msgs;
-
-	spsc_publish_head(ch, ch->pending_pos + ch->npending);
-	ch->pending = PENDING_NONE;
-	ch->npending = 0;
-	ch->pending_msgs = 0;
-	return msgs;
+	return rbus_spsc_release(ch);
 }
 
 static int spsc_ready(struct rbus_channel *ch)

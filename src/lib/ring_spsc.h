@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ring_spsc.h - the SPSC ring's steps that are shared by ring_spsc.c and
- * channel.c, and its one-message copy calls, which channel.c inlines into
- * rbus_send() and rbus_recv().
+ * channel.c, and its one-message calls, which channel.c inlines into
+ * rbus_send(), rbus_recv(), rbus_reserve(), rbus_commit(), rbus_peek() and
+ * rbus_release().
  *
  * One message at a time is the common case (a sensor pipeline sends each
  * reading as it comes), and through the general path (iovec, ops table,
@@ -65,6 +66,18 @@ static inline void spsc_take_ahead(struct rbus_channel *ch, uint64_t last)
 	}
 }
 
+/* Room for one message at ch->pos: 0, -EAGAIN (full) or -EBADMSG. */
+static RBUS_ALWAYS_INLINE int spsc_room1(struct rbus_channel *ch)
+{
+	if (unlikely(ch->pos == ch->limit)) {
+		int64_t room = rbus_spsc_refresh(ch);
+
+		if (room <= 0)
+			return room < 0 ? (int)room : -EAGAIN;
+	}
+	return 0;
+}
+
 /* rbus_send() on an SPSC producer with nothing outstanding: 0, -EAGAIN
  * (full), -EMSGSIZE or -EBADMSG, as ops->send with one message.  The
  * caller wakes the consumer. */
@@ -72,13 +85,10 @@ static RBUS_ALWAYS_INLINE int rbus_spsc_send1(struct rbus_channel *ch, const voi
 {
 	uint64_t pos = ch->pos;
 	struct rbus_slot *s;
+	int err = spsc_room1(ch);
 
-	if (unlikely(pos == ch->limit)) {
-		int64_t room = rbus_spsc_refresh(ch);
-
-		if (room <= 0)
-			return room < 0 ? (int)room : -EAGAIN;
-	}
+	if (unlikely(err))
+		return err;
 	if (unlikely(len > ch->max_msg))
 		return -EMSGSIZE;
 	spsc_take_ahead(ch, pos);
@@ -88,6 +98,38 @@ static RBUS_ALWAYS_INLINE int rbus_spsc_send1(struct rbus_channel *ch, const voi
 	ch->pos = pos + 1;
 	spsc_publish_tail(ch);
 	return 0;
+}
+
+/* rbus_reserve() on an SPSC producer with nothing outstanding: 0 and the
+ * slot's bytes in *buf, or -EAGAIN (full) or -EBADMSG, as ops->reserve
+ * with one slot. */
+static RBUS_ALWAYS_INLINE int rbus_spsc_reserve1(struct rbus_channel *ch, void **buf)
+{
+	uint64_t pos = ch->pos;
+	int err = spsc_room1(ch);
+
+	if (unlikely(err))
+		return err;
+	spsc_take_ahead(ch, pos);
+	*buf = rbus_slot_at(ch, pos)->data;
+	ch->pending = PENDING_RESERVE;
+	ch->pending_pos = pos;
+	ch->npending = 1;
+	return 0;
+}
+
+/* rbus_commit() of len (<= max_msg) on an SPSC producer holding a
+ * reservation: ops->commit with one message.  Slots reserved beyond the
+ * first are abandoned, never stamped.  The caller wakes the consumer. */
+static RBUS_ALWAYS_INLINE void rbus_spsc_commit1(struct rbus_channel *ch, size_t len)
+{
+	uint64_t pos = ch->pos;
+
+	spsc_publish_slot(rbus_slot_at(ch, pos), pos, (uint32_t)len);
+	ch->pos = pos + 1;
+	ch->pending = PENDING_NONE;
+	ch->npending = 0;
+	spsc_publish_tail(ch);
 }
 
 /* rbus_recv() on an SPSC consumer with nothing outstanding: the length, or
@@ -118,6 +160,53 @@ static RBUS_ALWAYS_INLINE ssize_t rbus_spsc_recv1(struct rbus_channel *ch, void 
 	rbus_copy(buf, s->data, len);
 	spsc_publish_head(ch, pos + 1);
 	return len;
+}
+
+/* rbus_peek() on an SPSC consumer with nothing outstanding: the length
+ * and the message's bytes in *buf, or -EAGAIN (empty) or -EBADMSG, as
+ * ops->peek with one message; a slot whose length is not a message's goes
+ * to ops->peek.  The caller wakes the producer if ch->freed says skipped
+ * slots were freed. */
+static RBUS_ALWAYS_INLINE ssize_t rbus_spsc_peek1(struct rbus_channel *ch, const void **buf)
+{
+	uint64_t pos = ch->pos;
+	struct rbus_slot *s = rbus_slot_at(ch, pos);
+	/* A1 (acquire): pairs with R1 in spsc_publish_slot(). */
+	uint32_t stamp = atomic_load_explicit(&s->stamp, memory_order_acquire);
+	uint32_t len;
+
+	if (stamp != (uint32_t)(pos + 1))
+		return -EAGAIN;
+	/* Relaxed, read once, as in spsc_take(). */
+	len = atomic_load_explicit(&s->len, memory_order_relaxed);
+	if (unlikely(len > ch->max_msg)) {
+		struct iovec v;
+		int k = ch->ops->peek(ch, &v, 1);
+
+		if (k < 0)
+			return k;
+		*buf = v.iov_base;
+		return (ssize_t)v.iov_len;
+	}
+	*buf = s->data;
+	ch->pending = PENDING_PEEK;
+	ch->pending_pos = pos;
+	ch->npending = 1;
+	ch->pending_msgs = 1;
+	return len;
+}
+
+/* rbus_release() on an SPSC consumer holding a peek: free the slots it
+ * walked (R2).  Returns the messages among them.  Also ops->release. */
+static RBUS_ALWAYS_INLINE int rbus_spsc_release(struct rbus_channel *ch)
+{
+	int msgs = (int)ch->pending_msgs;
+
+	spsc_publish_head(ch, ch->pending_pos + ch->npending);
+	ch->pending = PENDING_NONE;
+	ch->npending = 0;
+	ch->pending_msgs = 0;
+	return msgs;
 }
 
 #endif /* RINGBUS_RING_SPSC_H */
