@@ -12,7 +12,9 @@
  * anything (rbus_wake_peer()).  The non-blocking calls run it once and turn
  * -EAGAIN into -EPIPE when the peer role has hung up; the _wait forms hand
  * it to rbus_wait_loop() (wait.c), which retries it while spinning and as
- * the re-check of the sleep handshake.
+ * the re-check of the sleep handshake.  The one-message calls make their
+ * first try without it, through the SPSC ring's inlined calls
+ * (ring_spsc.h), and use it only from a first -EAGAIN on.
  */
 #include "config.h"
 
@@ -552,6 +554,7 @@ RBUS_EXPORT int rbus_commit(struct rbus_channel *ch, size_t len)
 	rbus_wake_peer(ch);
 	return 0;
 }
+
 RBUS_EXPORT int rbus_peek_batch(struct rbus_channel *ch, struct iovec *iov,
 				unsigned n)
 {
