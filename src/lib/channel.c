@@ -313,18 +313,11 @@ static __attribute__((noinline)) ssize_t recv_more(struct rbus_channel *ch, void
 	return n < 0 ? n : (ssize_t)v.iov_len;
 }
 
-RBUS_EXPORT int rbus_send(struct rbus_channel *ch, const void *buf, size_t len)
-{
-	int k = check_idle(ch, RBUS_PRODUCER);
-
-	if (unlikely(k))
-		return k;
-	k = send_one(ch, buf, len);
-	return likely(k != -EAGAIN) ? k : send_more(ch, buf, len, RBUS_NOWAIT);
-}
-
-RBUS_EXPORT int rbus_send_wait(struct rbus_channel *ch, const void *buf, size_t len,
-			       int64_t deadline)
+/* The one-message calls: the role and state, the deadline, the first try
+ * inline, then the rest out of line.  RBUS_NOWAIT for the non-blocking
+ * forms, where the deadline check folds away. */
+static RBUS_ALWAYS_INLINE int send_call(struct rbus_channel *ch, const void *buf, size_t len,
+					int64_t deadline)
 {
 	int k = check_idle(ch, RBUS_PRODUCER);
 
@@ -336,18 +329,8 @@ RBUS_EXPORT int rbus_send_wait(struct rbus_channel *ch, const void *buf, size_t 
 	return likely(k != -EAGAIN) ? k : send_more(ch, buf, len, deadline);
 }
 
-RBUS_EXPORT ssize_t rbus_recv(struct rbus_channel *ch, void *buf, size_t cap)
-{
-	ssize_t k = check_idle(ch, RBUS_CONSUMER);
-
-	if (unlikely(k))
-		return k;
-	k = recv_one(ch, buf, cap);
-	return likely(k != -EAGAIN) ? k : recv_more(ch, buf, cap, RBUS_NOWAIT);
-}
-
-RBUS_EXPORT ssize_t rbus_recv_wait(struct rbus_channel *ch, void *buf, size_t cap,
-				   int64_t deadline)
+static RBUS_ALWAYS_INLINE ssize_t recv_call(struct rbus_channel *ch, void *buf, size_t cap,
+					    int64_t deadline)
 {
 	ssize_t k = check_idle(ch, RBUS_CONSUMER);
 
@@ -357,6 +340,28 @@ RBUS_EXPORT ssize_t rbus_recv_wait(struct rbus_channel *ch, void *buf, size_t ca
 		return -EINVAL;
 	k = recv_one(ch, buf, cap);
 	return likely(k != -EAGAIN) ? k : recv_more(ch, buf, cap, deadline);
+}
+
+RBUS_EXPORT int rbus_send(struct rbus_channel *ch, const void *buf, size_t len)
+{
+	return send_call(ch, buf, len, RBUS_NOWAIT);
+}
+
+RBUS_EXPORT int rbus_send_wait(struct rbus_channel *ch, const void *buf, size_t len,
+			       int64_t deadline)
+{
+	return send_call(ch, buf, len, deadline);
+}
+
+RBUS_EXPORT ssize_t rbus_recv(struct rbus_channel *ch, void *buf, size_t cap)
+{
+	return recv_call(ch, buf, cap, RBUS_NOWAIT);
+}
+
+RBUS_EXPORT ssize_t rbus_recv_wait(struct rbus_channel *ch, void *buf, size_t cap,
+				   int64_t deadline)
+{
+	return recv_call(ch, buf, cap, deadline);
 }
 
 /* Reserve one slot once; a reservation publishes nothing, so nobody to
@@ -422,17 +427,8 @@ static __attribute__((noinline)) ssize_t peek_more(struct rbus_channel *ch, cons
 	return (ssize_t)v.iov_len;
 }
 
-RBUS_EXPORT int rbus_reserve(struct rbus_channel *ch, void **buf)
-{
-	int k = check_idle(ch, RBUS_PRODUCER);
-
-	if (unlikely(k))
-		return k;
-	k = reserve_one(ch, buf);
-	return likely(k != -EAGAIN) ? k : reserve_more(ch, buf, RBUS_NOWAIT);
-}
-
-RBUS_EXPORT int rbus_reserve_wait(struct rbus_channel *ch, void **buf, int64_t deadline)
+static RBUS_ALWAYS_INLINE int reserve_call(struct rbus_channel *ch, void **buf,
+					   int64_t deadline)
 {
 	int k = check_idle(ch, RBUS_PRODUCER);
 
@@ -444,18 +440,8 @@ RBUS_EXPORT int rbus_reserve_wait(struct rbus_channel *ch, void **buf, int64_t d
 	return likely(k != -EAGAIN) ? k : reserve_more(ch, buf, deadline);
 }
 
-RBUS_EXPORT ssize_t rbus_peek(struct rbus_channel *ch, const void **buf)
-{
-	ssize_t k = check_idle(ch, RBUS_CONSUMER);
-
-	if (unlikely(k))
-		return k;
-	k = peek_one(ch, buf);
-	return likely(k != -EAGAIN) ? k : peek_more(ch, buf, RBUS_NOWAIT);
-}
-
-RBUS_EXPORT ssize_t rbus_peek_wait(struct rbus_channel *ch, const void **buf,
-				   int64_t deadline)
+static RBUS_ALWAYS_INLINE ssize_t peek_call(struct rbus_channel *ch, const void **buf,
+					    int64_t deadline)
 {
 	ssize_t k = check_idle(ch, RBUS_CONSUMER);
 
@@ -465,6 +451,27 @@ RBUS_EXPORT ssize_t rbus_peek_wait(struct rbus_channel *ch, const void **buf,
 		return -EINVAL;
 	k = peek_one(ch, buf);
 	return likely(k != -EAGAIN) ? k : peek_more(ch, buf, deadline);
+}
+
+RBUS_EXPORT int rbus_reserve(struct rbus_channel *ch, void **buf)
+{
+	return reserve_call(ch, buf, RBUS_NOWAIT);
+}
+
+RBUS_EXPORT int rbus_reserve_wait(struct rbus_channel *ch, void **buf, int64_t deadline)
+{
+	return reserve_call(ch, buf, deadline);
+}
+
+RBUS_EXPORT ssize_t rbus_peek(struct rbus_channel *ch, const void **buf)
+{
+	return peek_call(ch, buf, RBUS_NOWAIT);
+}
+
+RBUS_EXPORT ssize_t rbus_peek_wait(struct rbus_channel *ch, const void **buf,
+				   int64_t deadline)
+{
+	return peek_call(ch, buf, deadline);
 }
 
 RBUS_EXPORT int rbus_send_batch(struct rbus_channel *ch, const struct iovec *iov,

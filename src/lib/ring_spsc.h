@@ -132,6 +132,22 @@ static RBUS_ALWAYS_INLINE void rbus_spsc_commit1(struct rbus_channel *ch, size_t
 	spsc_publish_tail(ch);
 }
 
+/* The consumer's next slot: if it is committed, its length (read once:
+ * the local copy is what the caller checks and uses, whatever a hostile
+ * peer writes afterwards) and the slot in *sp; else -EAGAIN. */
+static RBUS_ALWAYS_INLINE int64_t spsc_next(struct rbus_channel *ch, struct rbus_slot **sp)
+{
+	uint64_t pos = ch->pos;
+	struct rbus_slot *s = rbus_slot_at(ch, pos);
+
+	/* A1 (acquire): pairs with R1 in spsc_publish_slot(). */
+	if (atomic_load_explicit(&s->stamp, memory_order_acquire) != (uint32_t)(pos + 1))
+		return -EAGAIN;
+	*sp = s;
+	/* Relaxed: ordered after A1. */
+	return atomic_load_explicit(&s->len, memory_order_relaxed);
+}
+
 /* rbus_recv() on an SPSC consumer with nothing outstanding: the length, or
  * -EAGAIN (empty), -EMSGSIZE or -EBADMSG, as ops->recv with one message.
  * A slot whose length is not a message's (skipped, or corrupt) goes to
@@ -139,26 +155,21 @@ static RBUS_ALWAYS_INLINE void rbus_spsc_commit1(struct rbus_channel *ch, size_t
  * producer (also when ch->freed says skipped slots were freed). */
 static RBUS_ALWAYS_INLINE ssize_t rbus_spsc_recv1(struct rbus_channel *ch, void *buf, size_t cap)
 {
-	uint64_t pos = ch->pos;
-	struct rbus_slot *s = rbus_slot_at(ch, pos);
-	/* A1 (acquire): pairs with R1 in spsc_publish_slot(). */
-	uint32_t stamp = atomic_load_explicit(&s->stamp, memory_order_acquire);
-	uint32_t len;
+	struct rbus_slot *s;
+	int64_t len = spsc_next(ch, &s);
 
-	if (stamp != (uint32_t)(pos + 1))
-		return -EAGAIN;
-	/* Relaxed, read once, as in spsc_take(). */
-	len = atomic_load_explicit(&s->len, memory_order_relaxed);
+	if (len < 0)
+		return len;
 	if (unlikely(len > ch->max_msg)) {
 		struct iovec v = { .iov_base = buf, .iov_len = cap };
 		int k = ch->ops->recv(ch, &v, 1);
 
 		return k < 0 ? k : (ssize_t)v.iov_len;
 	}
-	if (unlikely(len > cap))
+	if (unlikely((size_t)len > cap))
 		return -EMSGSIZE;
-	rbus_copy(buf, s->data, len);
-	spsc_publish_head(ch, pos + 1);
+	rbus_copy(buf, s->data, (size_t)len);
+	spsc_publish_head(ch, ch->pos + 1);
 	return len;
 }
 
@@ -169,16 +180,11 @@ static RBUS_ALWAYS_INLINE ssize_t rbus_spsc_recv1(struct rbus_channel *ch, void 
  * slots were freed. */
 static RBUS_ALWAYS_INLINE ssize_t rbus_spsc_peek1(struct rbus_channel *ch, const void **buf)
 {
-	uint64_t pos = ch->pos;
-	struct rbus_slot *s = rbus_slot_at(ch, pos);
-	/* A1 (acquire): pairs with R1 in spsc_publish_slot(). */
-	uint32_t stamp = atomic_load_explicit(&s->stamp, memory_order_acquire);
-	uint32_t len;
+	struct rbus_slot *s;
+	int64_t len = spsc_next(ch, &s);
 
-	if (stamp != (uint32_t)(pos + 1))
-		return -EAGAIN;
-	/* Relaxed, read once, as in spsc_take(). */
-	len = atomic_load_explicit(&s->len, memory_order_relaxed);
+	if (len < 0)
+		return len;
 	if (unlikely(len > ch->max_msg)) {
 		struct iovec v;
 		int k = ch->ops->peek(ch, &v, 1);
@@ -190,7 +196,7 @@ static RBUS_ALWAYS_INLINE ssize_t rbus_spsc_peek1(struct rbus_channel *ch, const
 	}
 	*buf = s->data;
 	ch->pending = PENDING_PEEK;
-	ch->pending_pos = pos;
+	ch->pending_pos = ch->pos;
 	ch->npending = 1;
 	ch->pending_msgs = 1;
 	return len;
