@@ -17,7 +17,7 @@
  * e.g. on a persistent channel a previous consumer left.  So each side
  * keeps a flag, "peer seen": the other role was attached (producers or
  * consumers > 0 in rbus_region_info()) or its ring index moved since we
- * opened.  -EPIPE before the peer was seen means "nobody yet": poll for one
+ * opened, or (sub) we created the channel.  -EPIPE before the peer was seen means "nobody yet": poll for one
  * every POLL_NS; -EPIPE after it means "the peer hung up": the end of the
  * stream for sub, a quiet stop for pub.  While both sides are attached,
  * only the library's blocking _wait calls are used.
@@ -421,8 +421,10 @@ static void warn_differs(const struct opts *o, const struct rbus_broker_entry *e
  * broker watches this process, not the connection.  Returns 0 or the exit
  * status, having said why.
  */
+/* Open CHANNEL as role, creating it unless --no-create; *created_out (if
+ * not NULL) says whether this call created it. */
 static int open_channel(const struct opts *o, enum rbus_role role,
-			struct rbus_channel **out)
+			struct rbus_channel **out, bool *created_out)
 {
 	const char *what = role == RBUS_PRODUCER ? "producer" : "consumer";
 	struct rbus_broker *b;
@@ -456,6 +458,8 @@ static int open_channel(const struct opts *o, enum rbus_role role,
 		free(st);
 	}
 	rbus_broker_close(b);
+	if (created_out)
+		*created_out = created;
 	switch (r) {
 	case 0:
 		break;
@@ -741,7 +745,7 @@ int cmd_pub(int argc, char **argv)
 
 	if (rc >= 0)
 		return rc;
-	rc = open_channel(&o, RBUS_PRODUCER, &p.ch);
+	rc = open_channel(&o, RBUS_PRODUCER, &p.ch, NULL);
 	if (rc)
 		return rc;
 	p.max_msg = rbus_channel_max_msg(p.ch);
@@ -927,7 +931,7 @@ int cmd_sub(int argc, char **argv)
 	struct rbus_region_info in;
 	struct iovec iov[BATCH];
 	uint64_t got = 0;
-	bool first;
+	bool first, created = false;
 	int64_t dl;
 	char tb[32];
 	int rc = parse_args(argc, argv, &o, help_sub);
@@ -942,14 +946,19 @@ int cmd_sub(int argc, char **argv)
 		rb_err("channel %s: no memory for the output buffer", o.channel);
 		return RB_EXIT_FAIL;
 	}
-	rc = open_channel(&o, RBUS_CONSUMER, &s.ch);
+	rc = open_channel(&o, RBUS_CONSUMER, &s.ch, &created);
 	if (rc) {
 		free(s.buf);
 		return rc;
 	}
 	rbus_region_info(rbus_channel_region(s.ch), &in);
 	s.tail0 = in.tail;
-	s.peer_seen = in.producers > 0;
+	/* A channel we created had no producer before us, so the flag
+	 * starts set: a producer that came and went between our open and
+	 * the look above leaves no trace in it (its messages are below
+	 * tail0).  On a channel that existed, that window stays open: such
+	 * a producer is taken for one that left before we came. */
+	s.peer_seen = in.producers > 0 || created;
 	first = true;
 	dl = deadline(&o);
 	rc = -1;
