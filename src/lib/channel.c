@@ -523,11 +523,10 @@ RBUS_EXPORT int rbus_reserve_batch_wait(struct rbus_channel *ch, struct iovec *i
 	return err ? err : wait_call(ch, try_reserve, iov, n, deadline);
 }
 
-RBUS_EXPORT int rbus_commit_batch(struct rbus_channel *ch, const struct iovec *iov,
-				  unsigned n)
+/* What a commit of n messages must pass before it publishes anything. */
+static RBUS_ALWAYS_INLINE int check_commit(const struct rbus_channel *ch,
+					   const struct iovec *iov, unsigned n)
 {
-	int k;
-
 	if (unlikely(ch->role != RBUS_PRODUCER))
 		return -EBADF;
 	if (unlikely(ch->pending != PENDING_RESERVE || n > ch->npending))
@@ -536,6 +535,16 @@ RBUS_EXPORT int rbus_commit_batch(struct rbus_channel *ch, const struct iovec *i
 	for (unsigned i = 0; i < n; i++)
 		if (unlikely(iov[i].iov_len > ch->max_msg))
 			return -EMSGSIZE;
+	return 0;
+}
+
+RBUS_EXPORT int rbus_commit_batch(struct rbus_channel *ch, const struct iovec *iov,
+				  unsigned n)
+{
+	int k = check_commit(ch, iov, n);
+
+	if (unlikely(k))
+		return k;
 	k = ch->ops->commit(ch, iov, n);
 	/* Even n == 0 may publish (MPMC: abandoned slots as skipped). */
 	rbus_wake_peer(ch);
@@ -545,15 +554,10 @@ RBUS_EXPORT int rbus_commit_batch(struct rbus_channel *ch, const struct iovec *i
 RBUS_EXPORT int rbus_commit(struct rbus_channel *ch, size_t len)
 {
 	struct iovec v = { .iov_base = NULL, .iov_len = len };
+	int err = check_commit(ch, &v, 1);
 
-	/* rbus_commit_batch(ch, &v, 1) without its loop: a reservation
-	 * holds at least one slot, so n = 1 never exceeds npending. */
-	if (unlikely(ch->role != RBUS_PRODUCER))
-		return -EBADF;
-	if (unlikely(ch->pending != PENDING_RESERVE))
-		return -EINVAL;
-	if (unlikely(len > ch->max_msg))
-		return -EMSGSIZE;
+	if (unlikely(err))
+		return err;
 	if (ch->ops == &rbus_spsc_ops)
 		rbus_spsc_commit1(ch, len);
 	else
