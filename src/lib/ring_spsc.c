@@ -35,10 +35,22 @@
  * it took the host's slow state from a median of 37 to 77 M msg/s, and cost
  * 4-10% in the faster states.
  *
+ * Batches.  A consumer asking for n messages first loads the stamp of the
+ * last slot it could take (A1).  If that slot is committed, so is every
+ * slot before it (the producer stamps in index order, each R1 after the
+ * bytes and stamps before it), and it takes them without loading their
+ * stamps: per message a length check, the copy and a read prefetch of the
+ * line SPSC_CONSUMER_AHEAD bytes on.  Otherwise, and from wherever that
+ * run stops, it goes slot by slot.  Measured (doc/performance.md,
+ * "Batches from a backlog"): the fewer instructions and the prefetch took
+ * 8-byte batches of 32 from ~165 to ~240 M msg/s between two processes.
+ *
  * Untrusted memory: the producer checks that the head it reads is within a
  * ring of its tail; the consumer checks every len against max_msg and never
  * takes more than capacity slots in a call.  Slot addresses are always
- * index & mask, inside the region.
+ * index & mask, inside the region.  A producer that stamps out of order
+ * gains nothing from the batch path: a slot below a committed one is read
+ * as a message whatever its stamp says, and its length is still checked.
  */
 #include "config.h"
 
@@ -49,6 +61,9 @@
 
 /* Bytes ahead of pos the producer takes free slot lines for writing. */
 #define SPSC_PRODUCER_AHEAD 512
+/* Bytes ahead of each slot a consumer taking a batch from a backlog asks
+ * for (a read prefetch). */
+#define SPSC_CONSUMER_AHEAD 512
 
 int64_t rbus_spsc_refresh(struct rbus_channel *ch)
 {
@@ -138,11 +153,50 @@ static int spsc_commit(struct rbus_channel *ch, const struct iovec *iov, unsigne
 }
 
 /*
+ * spsc_take()'s common case: `room` slots from p on, which do not wrap and
+ * are known to be committed (spsc_take() checked the last one's stamp).
+ * Takes messages until a slot is not a message that fits in its iovec,
+ * which the general loop then looks at.
+ */
+static RBUS_ALWAYS_INLINE unsigned spsc_take_run(const unsigned char *p, unsigned room,
+						uint32_t slot_size, uint32_t max_msg,
+						struct iovec *iov, bool copy)
+{
+	struct iovec *v = iov, *const vend = iov + room;
+
+	for (; v != vend; v++, p += slot_size) {
+		const struct rbus_slot *s = (const struct rbus_slot *)p;
+		/* Relaxed, read once, as in spsc_take(). */
+		uint32_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
+
+		/* A backlog: the lines ahead are committed or soon will be.
+		 * Only a hint; it never faults, so past the ring's end it
+		 * may point past the region. */
+		__builtin_prefetch(p + SPSC_CONSUMER_AHEAD, 0, 3);
+		if (unlikely(len > max_msg))
+			break;
+		if (copy) {
+			if (unlikely(len > v->iov_len))
+				break;
+			rbus_copy(v->iov_base, s->data, len);
+		} else {
+			v->iov_base = (void *)s->data;
+		}
+		v->iov_len = len;
+	}
+	return (unsigned)(v - iov);
+}
+
+/*
  * Walk the committed slots from ch->pos: up to n messages, never more than
  * capacity slots.  With copy set, copy each into iov[] (stopping before one
  * that does not fit); else point iov[] at them.  Skipped slots are passed
  * over.  Returns messages found; *slots_out the slots walked; *err why it
  * stopped early (0 if the ring was simply empty or n was reached).
+ *
+ * When the ring holds a whole batch (the last slot it would take is
+ * committed), the slots before that one are taken without reading their
+ * stamps (spsc_take_run()): ring_spsc.c's header, "Batches".
  */
 static RBUS_ALWAYS_INLINE unsigned spsc_take(struct rbus_channel *ch, struct iovec *iov,
 					    unsigned n, bool copy, uint64_t *slots_out,
@@ -152,10 +206,30 @@ static RBUS_ALWAYS_INLINE unsigned spsc_take(struct rbus_channel *ch, struct iov
 	const unsigned char *const slots = ch->slots;
 	const uint64_t mask = ch->mask, pos = ch->pos, end = pos + ch->capacity;
 	const uint32_t slot_size = ch->slot_size, max_msg = ch->max_msg;
+	const unsigned most = n < ch->capacity ? n : ch->capacity;
+	const struct rbus_slot *last = rbus_slot_in(slots, mask, slot_size, pos + most - 1);
 	uint64_t i = pos;
 	unsigned got = 0;
 
 	*err = 0;
+	/* A1 (acquire), on the last slot of the batch: pairs with R1 in
+	 * spsc_publish_slot().  The producer stamps slots in index order, so
+	 * every slot before a committed one is committed too, and its bytes
+	 * are visible after this load. */
+	if (atomic_load_explicit(&last->stamp, memory_order_acquire) == (uint32_t)(pos + most)) {
+		const unsigned to_end = (unsigned)(ch->capacity - (pos & mask));
+		const unsigned run = most < to_end ? most : to_end;
+
+		got = spsc_take_run((const unsigned char *)rbus_slot_in(slots, mask, slot_size, pos),
+				    run, slot_size, max_msg, iov, copy);
+		if (got == run && got < most)   /* the rest, from the ring's start */
+			got += spsc_take_run(slots, most - got, slot_size, max_msg,
+					     iov + got, copy);
+		i = pos + got;
+	}
+	/* One slot at a time: a ring that holds less than a batch, and
+	 * whatever stopped the run above (a skipped slot, a corrupt length, a
+	 * message that does not fit), looked at again here. */
 	while (got < n && i != end) {
 		const struct rbus_slot *s = rbus_slot_in(slots, mask, slot_size, i);
 		/* A1 (acquire): pairs with R1 in spsc_publish_slot(); len and
