@@ -480,9 +480,9 @@ struct ep {
 	/* rbus_send_wait / rbus_recv_wait with RBUS_FOREVER instead of
 	 * rbus_send / rbus_recv (copy, one at a time only): never -EAGAIN. */
 	bool block;
-	/* A ring, one message a call, copied, not blocking: rbus_send() or
-	 * rbus_recv() and nothing else, the hot loop of the one-at-a-time
-	 * figures, taken before any other test (ep_put(), ep_get()). */
+	/* A ring, one message a call, copied, not blocking: the loops of
+	 * put_one_copy() and get_one_copy(), rbus_send() or rbus_recv() and
+	 * the check of the message, instead of ep_put() or ep_get(). */
 	bool one_copy;
 	const char *what;               /* the call that failed */
 	/* T_BRING: the ring, this side's index and its cache of the other's
@@ -586,11 +586,6 @@ static inline int ep_put(struct ep *e, uint64_t w)
 	void *p = NULL;
 	int k, c;
 
-	if (e->one_copy) {              /* e->what says "rbus_send" */
-		put64(e->buf, w);
-		k = rbus_send(e->ch, e->buf, e->size);
-		return k ? k : 1;
-	}
 	if (!e->zc) {
 		for (unsigned j = 0; j < e->nb; j++)
 			put64(e->buf + j * e->size, w + j);
@@ -631,11 +626,6 @@ static inline int ep_get(struct ep *e)
 	const void *p = NULL;
 	ssize_t n;
 
-	if (e->one_copy) {              /* e->what says "rbus_recv" */
-		n = rbus_recv(e->ch, e->buf, e->size);
-		e->iov[0].iov_len = (size_t)n;  /* iov_base is e->buf */
-		return n < 0 ? (int)n : 1;
-	}
 	if (e->br)
 		return bring_get(e);
 	if (!e->ch) {                   /* one whole message */
@@ -672,6 +662,34 @@ static inline int ep_release(struct ep *e)
 
 /* ---- throughput ------------------------------------------------------- */
 
+/* A producer of one copied message a call (ep.one_copy) until the
+ * deadline, its clock read every check + 1 messages: *seq messages sent,
+ * *idles times the ring was full.  0, or -1 after reporting a failure. */
+static int put_one_copy(const struct run *ru, struct ep *e, int idx, uint64_t deadline,
+			unsigned check, uint64_t *seq_out, uint64_t *idles_out)
+{
+	const uint64_t from = (uint64_t)idx << SEQ_BITS;
+	const unsigned pauses = full_pauses(ru);
+	uint64_t seq = 0, idles = 0;
+	unsigned spins = 0, iter = 0;
+	int k;
+
+	while ((++iter & check) || rb_now_ns() < deadline) {
+		put64(e->buf, from | seq);
+		if ((k = rbus_send(e->ch, e->buf, e->size)) == 0) {
+			seq++;
+		} else if (k == -EAGAIN) {
+			idles++;
+			idle(ru->oversub, &spins, pauses);
+		} else {
+			return ep_fail(ru, e, k);
+		}
+	}
+	*seq_out = seq;
+	*idles_out = idles;
+	return 0;
+}
+
 /* Ring or stream (one write() per message; closing it ends the stream). */
 static int producer(const struct run *ru, int idx)
 {
@@ -688,14 +706,20 @@ static int producer(const struct run *ru, int idx)
 	t0 = barrier(ru->np + ru->nc);
 	deadline = t0 + opt.dur_ns;
 	wait_counts(ru, w0);
-	while ((++iter & check) || rb_now_ns() < deadline) {
-		if ((k = ep_put(&e, (uint64_t)idx << SEQ_BITS | seq)) == -EAGAIN) {
-			idles++;
-			idle(ru->oversub, &spins, pauses);
-		} else if (k < 0)
-			return ep_fail(ru, &e, k);
-		else
-			seq += (unsigned)k;
+	if (e.one_copy) {
+		if (put_one_copy(ru, &e, idx, deadline, check, &seq, &idles))
+			return -1;
+	} else {
+		while ((++iter & check) || rb_now_ns() < deadline) {
+			if ((k = ep_put(&e, (uint64_t)idx << SEQ_BITS | seq)) == -EAGAIN) {
+				idles++;
+				idle(ru->oversub, &spins, pauses);
+			} else if (k < 0) {
+				return ep_fail(ru, &e, k);
+			} else {
+				seq += (unsigned)k;
+			}
+		}
 	}
 	waits_since(ru, w0, idx);       /* before our close wakes the consumers */
 	shc->res[idx].t_start = t0;
@@ -736,19 +760,81 @@ static bool drained(int np, uint64_t got, uint64_t *flushed)
  * increasing per producer with several).  It counts them and sums the
  * sequence numbers; the parent compares both with what was sent.
  */
-static int ring_consumer(const struct run *ru, int idx)
+/* Any message but the successor of the last one (another producer's, or a
+ * wrong one): 0, or -1 after reporting it.  next[p]: producer p's next
+ * sequence number, as far as this consumer knows. */
+static __attribute__((noinline, cold)) int verify_other(uint64_t *next, uint64_t expect,
+							const struct run *ru, int idx,
+							uint64_t w, size_t len)
 {
-	uint64_t next[MAXPROC] = { 0 }, expect = 0, got = 0, flushed = 0, sum = 0, sink = 0;
-	uint64_t idles = 0;
+	uint64_t p = w >> SEQ_BITS, s = w & SEQ_MASK;
+
+	next[expect >> SEQ_BITS] = expect & SEQ_MASK;
+	if (len == ru->size && p < (uint64_t)ru->np &&
+	    (ru->nc == 1 ? s == next[p] : s >= next[p]))
+		return 0;
+	berr("%s: consumer %d: %zu bytes from producer %" PRIu64 " seq %" PRIu64
+	     "; want %zu bytes, seq %s%" PRIu64,
+	     ru->name, idx, len, p, s, ru->size, ru->nc == 1 ? "" : ">= ", next[p % MAXPROC]);
+	return -1;
+}
+
+/* Check one message, inlined into the loops (*expect and *sum are their
+ * locals, kept in registers): 0, or -1 after reporting it. */
+static inline int verify(uint64_t *next, uint64_t *expect, uint64_t *sum,
+			 const struct run *ru, int idx, uint64_t w, size_t len)
+{
+	if ((w != *expect || len != ru->size) && verify_other(next, *expect, ru, idx, w, len))
+		return -1;
+	*expect = w + 1;
+	*sum += w & SEQ_MASK;
+	return 0;
+}
+
+/* What a consumer found: counted and summed for the parent to compare. */
+struct got {
+	uint64_t count, sum, sink, idles;
+};
+
+/* A consumer of one copied message a call (ep.one_copy) until the ring is
+ * drained.  0, or -1 after reporting a failure. */
+static int get_one_copy(const struct run *ru, struct ep *e, int idx, struct got *g)
+{
+	uint64_t next[MAXPROC] = { 0 }, expect = 0, sum = 0, got = 0, flushed = 0, idles = 0;
 	unsigned spins = 0;
-	struct ep e;
+	ssize_t n;
+
+	for (;;) {
+		if ((n = rbus_recv(e->ch, e->buf, e->size)) >= 0) {
+			if (verify(next, &expect, &sum, ru, idx, get64(e->buf), (size_t)n))
+				return -1;
+			got++;
+			continue;
+		}
+		/* -EPIPE: empty with no producer attached; the counts
+		 * decide. */
+		if (n != -EAGAIN && n != -EPIPE)
+			return ep_fail(ru, e, (int)n);
+		idles++;        /* as in get_any() */
+		if (drained(ru->np, got, &flushed))
+			break;
+		idle(ru->oversub, &spins, 1);
+	}
+	*g = (struct got){ .count = got, .sum = sum, .idles = idles };
+	return 0;
+}
+
+/* A consumer of anything else (batches, zero-copy, blocking calls, the
+ * bare ring), through ep_get(), until the ring is drained.  As above. */
+static int get_any(const struct run *ru, struct ep *e, int idx, struct got *g)
+{
+	uint64_t next[MAXPROC] = { 0 }, expect = 0, sum = 0, got = 0, flushed = 0, idles = 0;
+	uint64_t sink = 0;
+	unsigned spins = 0;
 	int k;
 
-	if (ep_open(&e, ru, 0, RBUS_CONSUMER))
-		return -1;
-	barrier(ru->np + ru->nc);
 	/* -EPIPE: empty with no producer attached; the counts decide. */
-	while ((k = ep_get(&e)) >= 0 || k == -EAGAIN || k == -EPIPE) {
+	while ((k = ep_get(e)) >= 0 || k == -EAGAIN || k == -EPIPE) {
 		if (k < 0) {
 			/* Counted before the drained check, so the last
 			 * look counts too: every ring's count is >= 1. */
@@ -758,36 +844,34 @@ static int ring_consumer(const struct run *ru, int idx)
 			idle(ru->oversub, &spins, 1);
 			continue;
 		}
-		for (int j = 0; j < k; j++) {
-			uint64_t w = get64(e.iov[j].iov_base), p = w >> SEQ_BITS, s = w & SEQ_MASK;
-			size_t len = e.iov[j].iov_len;
-			bool ok = w == expect && len == ru->size;       /* the successor */
-
-			if (!ok) {
-				next[expect >> SEQ_BITS] = expect & SEQ_MASK;
-				ok = len == ru->size && p < (uint64_t)ru->np &&
-				     (ru->nc == 1 ? s == next[p] : s >= next[p]);
-			}
-			if (!ok) {
-				berr("%s: consumer %d: %zu bytes from producer %" PRIu64
-				       " seq %" PRIu64 "; want %zu bytes, seq %s%" PRIu64,
-				       ru->name, idx, len, p, s, ru->size,
-				       ru->nc == 1 ? "" : ">= ", next[p % MAXPROC]);
+		for (int j = 0; j < k; j++)
+			if (verify(next, &expect, &sum, ru, idx, get64(e->iov[j].iov_base),
+				   e->iov[j].iov_len))
 				return -1;
-			}
-			expect = w + 1;
-			sum += s;
-			if (e.zc)
-				sink += touch(e.iov[j].iov_base, ru->size);
-		}
+		for (int j = 0; e->zc && j < k; j++)
+			sink += touch(e->iov[j].iov_base, ru->size);
 		got += (unsigned)k;
-		if ((k = ep_release(&e)) < 0)
+		if ((k = ep_release(e)) < 0)
 			break;
 	}
 	if (k < 0 && k != -EAGAIN && k != -EPIPE)
-		return ep_fail(ru, &e, k);
-	shc->res[idx] = (struct proc_res){ .t_end = rb_now_ns(), .count = got, .sum = sum,
-					   .sink = sink, .idle = idles };
+		return ep_fail(ru, e, k);
+	*g = (struct got){ .count = got, .sum = sum, .sink = sink, .idles = idles };
+	return 0;
+}
+
+static int ring_consumer(const struct run *ru, int idx)
+{
+	struct got g;
+	struct ep e;
+
+	if (ep_open(&e, ru, 0, RBUS_CONSUMER))
+		return -1;
+	barrier(ru->np + ru->nc);
+	if (e.one_copy ? get_one_copy(ru, &e, idx, &g) : get_any(ru, &e, idx, &g))
+		return -1;
+	shc->res[idx] = (struct proc_res){ .t_end = rb_now_ns(), .count = g.count, .sum = g.sum,
+					   .sink = g.sink, .idle = g.idles };
 	ep_close(&e);
 	return 0;
 }
