@@ -39,11 +39,13 @@
  * last slot it could take (A1).  If that slot is committed, so is every
  * slot before it (the producer stamps in index order, each R1 after the
  * bytes and stamps before it), and it takes them without loading their
- * stamps: per message a length check, the copy and a read prefetch of the
- * line SPSC_CONSUMER_AHEAD bytes on.  Otherwise, and from wherever that
- * run stops, it goes slot by slot.  Measured (doc/performance.md,
- * "Batches from a backlog"): the fewer instructions and the prefetch took
- * 8-byte batches of 32 from ~165 to ~240 M msg/s between two processes.
+ * stamps: per message a length check and the copy.  Otherwise, and from
+ * wherever that run stops, it goes slot by slot.  Measured
+ * (doc/performance.md, "Batches from a backlog"): 8-byte batches of 32
+ * went from ~165 to ~200 M msg/s between two processes.  A read prefetch
+ * of the lines ahead added ~10% there, but took zero-copy batches in
+ * `ringbus bench` from ~110 to ~85 (it takes lines the producer is about
+ * to write), and was dropped.
  *
  * Untrusted memory: the producer checks that the head it reads is within a
  * ring of its tail; the consumer checks every len against max_msg and never
@@ -61,9 +63,6 @@
 
 /* Bytes ahead of pos the producer takes free slot lines for writing. */
 #define SPSC_PRODUCER_AHEAD 512
-/* Bytes ahead of each slot a consumer taking a batch from a backlog asks
- * for (a read prefetch). */
-#define SPSC_CONSUMER_AHEAD 512
 
 int64_t rbus_spsc_refresh(struct rbus_channel *ch)
 {
@@ -169,10 +168,6 @@ static RBUS_ALWAYS_INLINE unsigned spsc_take_run(const unsigned char *p, unsigne
 		/* Relaxed, read once, as in spsc_take(). */
 		uint32_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
 
-		/* A backlog: the lines ahead are committed or soon will be.
-		 * Only a hint; it never faults, so past the ring's end it
-		 * may point past the region. */
-		__builtin_prefetch(p + SPSC_CONSUMER_AHEAD, 0, 3);
 		if (unlikely(len > max_msg))
 			break;
 		if (copy) {
