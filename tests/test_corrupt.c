@@ -646,10 +646,11 @@ static int batch_take(struct rbus_channel *c, bool zc, unsigned n, const uint64_
 }
 
 /*
- * A batch the ring holds whole (SPSC takes it without reading the stamps
- * below the last, ring_spsc.c, "Batches"): a corrupt length in the middle
- * still ends the batch before it and then fails with -EBADMSG, and a
- * skip-marked one is passed over.  Both kinds, copy and zero-copy.
+ * A batch the ring holds whole, after a batch call that got all it asked
+ * for (SPSC then takes it without reading the stamps below the last,
+ * ring_spsc.c, "Batches"): a corrupt length in the middle still ends the
+ * batch before it and then fails with -EBADMSG, and a skip-marked one is
+ * passed over.  Both kinds, copy and zero-copy.
  */
 START_TEST(slot_len_mid_batch)
 {
@@ -669,14 +670,15 @@ START_TEST(slot_len_mid_batch)
 	len2 = atomic_load(&view_slot(&v, start + 2)->len);
 	atomic_store(&view_slot(&v, start + 2)->len, SL_MAX_MSG + 1);
 	atomic_store(&view_slot(&v, start + 5)->len, RBUS_SLOT_SKIP);
-	ck_assert_int_eq(batch_take(c, zc, 4, first), 2);
+	ck_assert_int_eq(batch_take(c, zc, 1, first), 1);       /* a full batch */
+	ck_assert_int_eq(batch_take(c, zc, 4, first + 1), 1);
 	ck_assert_int_eq(batch_take(c, zc, 4, first), -EBADMSG);
 	ck_assert_int_eq(batch_take(c, zc, 4, first), -EBADMSG);
 	/* Repaired (as the producer's next lap would), the rest comes. */
 	atomic_store(&view_slot(&v, start + 2)->len, len2);
 	ck_assert_int_eq(batch_take(c, zc, 1, (const uint64_t[]){ 2 }), 1);
 	ck_assert_int_eq(batch_take(c, zc, 1, (const uint64_t[]){ 3 }), 1);
-	ck_assert_int_eq(batch_take(c, zc, 4, rest), 3);
+	ck_assert_int_eq(batch_take(c, zc, 4, rest), 3);        /* past the skip */
 	ck_assert_int_eq(batch_take(c, zc, 4, rest), -EAGAIN);
 	rbus_channel_close(p);
 	rbus_channel_close(c);
@@ -686,14 +688,16 @@ END_TEST
 
 /*
  * SPSC: a stamp corrupted below a committed slot.  A batch that reaches
- * the committed slot reads only that slot's stamp and takes the one below
- * as the message it still is; one message at a time stops at it.  Either
- * way nothing is read out of bounds and every length is checked.
+ * the committed slot, after a batch call that got all it asked for, reads
+ * only that slot's stamp and takes the one below as the message it still
+ * is; one message at a time stops at it, and so does a batch after one
+ * that came up short.  Either way nothing is read out of bounds and every
+ * length is checked.
  */
 START_TEST(spsc_stamp_below_committed)
 {
 	bool zc = _i;
-	static const uint64_t all[] = { 0, 1, 2, 3 };
+	static const uint64_t all[] = { 0, 1, 2, 3, 4, 5, 6, 7 };
 	struct view v;
 	struct rbus_channel *p, *c;
 	unsigned char buf[SL_MAX_MSG];
@@ -704,10 +708,16 @@ START_TEST(spsc_stamp_below_committed)
 	for (uint64_t i = 0; i < 4; i++)
 		send_msg(p, SL_MAX_MSG, 0, i);
 	atomic_store(&view_slot(&v, 1)->stamp, 77);
-	recv_msg(c, SL_MAX_MSG, 0, 0);
+	ck_assert_int_eq(batch_take(c, zc, 1, all), 1);         /* a full batch */
 	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
 	ck_assert_int_eq(batch_take(c, zc, 3, all + 1), 3);
 	ck_assert_int_eq(batch_take(c, zc, 3, all + 1), -EAGAIN);
+	/* Short of its batch: slot by slot, which stops at the stamp. */
+	for (uint64_t i = 4; i < 8; i++)
+		send_msg(p, SL_MAX_MSG, 0, i);
+	atomic_store(&view_slot(&v, 5)->stamp, 77);
+	ck_assert_int_eq(batch_take(c, zc, 3, all + 4), 1);
+	ck_assert_int_eq(batch_take(c, zc, 3, all + 5), -EAGAIN);
 	rbus_channel_close(p);
 	rbus_channel_close(c);
 	view_free(&v);

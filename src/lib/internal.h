@@ -110,6 +110,8 @@ struct rbus_channel {
 	/* A consumer op freed skipped slots without taking a message (it
 	 * returns -EAGAIN, but producers may have room now). */
 	bool freed;
+	/* SPSC consumer: its last batch call filled its batch (spsc_take()). */
+	bool backlog;
 	/* rbus_channel_arm(): registered while my_q->seq == arm_seq. */
 	bool armed;
 	uint32_t arm_seq;

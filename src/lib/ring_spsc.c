@@ -35,17 +35,20 @@
  * it took the host's slow state from a median of 37 to 77 M msg/s, and cost
  * 4-10% in the faster states.
  *
- * Batches.  A consumer asking for n messages first loads the stamp of the
+ * Batches.  A consumer asking for n messages, if its last batch call
+ * filled its batch (or it has made none), first loads the stamp of the
  * last slot it could take (A1).  If that slot is committed, so is every
  * slot before it (the producer stamps in index order, each R1 after the
  * bytes and stamps before it), and it takes them without loading their
  * stamps: per message a length check and the copy.  Otherwise, and from
  * wherever that run stops, it goes slot by slot.  Measured
  * (doc/performance.md, "Batches from a backlog"): 8-byte batches of 32
- * went from ~165 to ~200 M msg/s between two processes.  A read prefetch
- * of the lines ahead added ~10% there, but took zero-copy batches in
- * `ringbus bench` from ~110 to ~85 (it takes lines the producer is about
- * to write), and was dropped.
+ * went from ~165 to ~200 M msg/s between two processes.  A consumer that
+ * keeps up would load the stamp of a line the producer is about to write
+ * and slow it down (zero-copy batches ~12%), hence the condition.  For the
+ * same reason there is no read prefetch of the lines ahead: it added ~10%
+ * to copy batches in a probe, and took zero-copy batches in `ringbus
+ * bench` from ~110 to ~85 M msg/s.
  *
  * Untrusted memory: the producer checks that the head it reads is within a
  * ring of its tail; the consumer checks every len against max_msg and never
@@ -207,11 +210,16 @@ static RBUS_ALWAYS_INLINE unsigned spsc_take(struct rbus_channel *ch, struct iov
 	unsigned got = 0;
 
 	*err = 0;
-	/* A1 (acquire), on the last slot of the batch: pairs with R1 in
+	/* Only after a call that filled its batch (ch->backlog): a consumer
+	 * that keeps up would load the stamp of a line the producer is about
+	 * to write, and slow it down.
+	 *
+	 * A1 (acquire), on the last slot of the batch: pairs with R1 in
 	 * spsc_publish_slot().  The producer stamps slots in index order, so
 	 * every slot before a committed one is committed too, and its bytes
 	 * are visible after this load. */
-	if (atomic_load_explicit(&last->stamp, memory_order_acquire) == (uint32_t)(pos + most)) {
+	if (ch->backlog &&
+	    atomic_load_explicit(&last->stamp, memory_order_acquire) == (uint32_t)(pos + most)) {
 		const unsigned to_end = (unsigned)(ch->capacity - (pos & mask));
 		const unsigned run = most < to_end ? most : to_end;
 
@@ -258,6 +266,7 @@ static RBUS_ALWAYS_INLINE unsigned spsc_take(struct rbus_channel *ch, struct iov
 		got++;
 		i++;
 	}
+	ch->backlog = got == n;
 	*slots_out = i - pos;
 	return got;
 }
@@ -352,6 +361,7 @@ static int spsc_open(struct rbus_channel *ch)
 		if (tail - pos > ch->capacity && pos - tail > ch->capacity)
 			goto corrupt;
 		ch->pos = pos;
+		ch->backlog = true;     /* try the batch run first */
 		return 0;
 	}
 
