@@ -621,9 +621,10 @@ START_TEST(slot_len_skip_marked)
 END_TEST
 
 /* Take up to n messages with recv_batch (copy) or peek_batch (zero-copy,
- * released at once); each must be intact and carry seq from[0], from[1],
- * ...  Returns what the call returned. */
-static int batch_take(struct rbus_channel *c, bool zc, unsigned n, const uint64_t *from)
+ * released at once); no more than nfrom may come, each intact and carrying
+ * seq from[0], from[1], ...  Returns what the call returned. */
+static int batch_take(struct rbus_channel *c, bool zc, unsigned n, const uint64_t *from,
+		      unsigned nfrom)
 {
 	static unsigned char bufs[SL_CAPACITY][SL_MAX_MSG];
 	struct iovec iov[SL_CAPACITY];
@@ -635,6 +636,7 @@ static int batch_take(struct rbus_channel *c, bool zc, unsigned n, const uint64_
 	for (unsigned j = 0; j < n; j++)
 		iov[j] = (struct iovec){ bufs[j], SL_MAX_MSG };
 	k = zc ? rbus_peek_batch(c, iov, n) : rbus_recv_batch(c, iov, n);
+	ck_assert_int_le(k, (int)nfrom);
 	for (int j = 0; j < k; j++) {
 		ck_assert_int_eq(th_msg_check(iov[j].iov_base, iov[j].iov_len, SL_MAX_MSG,
 					      &gp, &gs), 0);
@@ -670,16 +672,16 @@ START_TEST(slot_len_mid_batch)
 	len2 = atomic_load(&view_slot(&v, start + 2)->len);
 	atomic_store(&view_slot(&v, start + 2)->len, SL_MAX_MSG + 1);
 	atomic_store(&view_slot(&v, start + 5)->len, RBUS_SLOT_SKIP);
-	ck_assert_int_eq(batch_take(c, zc, 1, first), 1);       /* a full batch */
-	ck_assert_int_eq(batch_take(c, zc, 4, first + 1), 1);
-	ck_assert_int_eq(batch_take(c, zc, 4, first), -EBADMSG);
-	ck_assert_int_eq(batch_take(c, zc, 4, first), -EBADMSG);
+	ck_assert_int_eq(batch_take(c, zc, 1, first, 1), 1);       /* a full batch */
+	ck_assert_int_eq(batch_take(c, zc, 4, first + 1, 1), 1);
+	ck_assert_int_eq(batch_take(c, zc, 4, first, 0), -EBADMSG);
+	ck_assert_int_eq(batch_take(c, zc, 4, first, 0), -EBADMSG);
 	/* Repaired (as the producer's next lap would), the rest comes. */
 	atomic_store(&view_slot(&v, start + 2)->len, len2);
-	ck_assert_int_eq(batch_take(c, zc, 1, (const uint64_t[]){ 2 }), 1);
-	ck_assert_int_eq(batch_take(c, zc, 1, (const uint64_t[]){ 3 }), 1);
-	ck_assert_int_eq(batch_take(c, zc, 4, rest), 3);        /* past the skip */
-	ck_assert_int_eq(batch_take(c, zc, 4, rest), -EAGAIN);
+	ck_assert_int_eq(batch_take(c, zc, 1, (const uint64_t[]){ 2 }, 1), 1);
+	ck_assert_int_eq(batch_take(c, zc, 1, (const uint64_t[]){ 3 }, 1), 1);
+	ck_assert_int_eq(batch_take(c, zc, 4, rest, 3), 3);        /* past the skip */
+	ck_assert_int_eq(batch_take(c, zc, 4, rest, 0), -EAGAIN);
 	rbus_channel_close(p);
 	rbus_channel_close(c);
 	view_free(&v);
@@ -708,16 +710,16 @@ START_TEST(spsc_stamp_below_committed)
 	for (uint64_t i = 0; i < 4; i++)
 		send_msg(p, SL_MAX_MSG, 0, i);
 	atomic_store(&view_slot(&v, 1)->stamp, 77);
-	ck_assert_int_eq(batch_take(c, zc, 1, all), 1);         /* a full batch */
+	ck_assert_int_eq(batch_take(c, zc, 1, all, 1), 1);         /* a full batch */
 	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
-	ck_assert_int_eq(batch_take(c, zc, 3, all + 1), 3);
-	ck_assert_int_eq(batch_take(c, zc, 3, all + 1), -EAGAIN);
+	ck_assert_int_eq(batch_take(c, zc, 3, all + 1, 3), 3);
+	ck_assert_int_eq(batch_take(c, zc, 3, all + 1, 0), -EAGAIN);
 	/* Short of its batch: slot by slot, which stops at the stamp. */
 	for (uint64_t i = 4; i < 8; i++)
 		send_msg(p, SL_MAX_MSG, 0, i);
 	atomic_store(&view_slot(&v, 5)->stamp, 77);
-	ck_assert_int_eq(batch_take(c, zc, 3, all + 4), 1);
-	ck_assert_int_eq(batch_take(c, zc, 3, all + 5), -EAGAIN);
+	ck_assert_int_eq(batch_take(c, zc, 3, all + 4, 1), 1);
+	ck_assert_int_eq(batch_take(c, zc, 3, all + 5, 0), -EAGAIN);
 	rbus_channel_close(p);
 	rbus_channel_close(c);
 	view_free(&v);

@@ -45,7 +45,7 @@
  * (doc/performance.md, "Batches from a backlog"): 8-byte batches of 32
  * went from ~165 to ~200 M msg/s between two processes.  A consumer that
  * keeps up would load the stamp of a line the producer is about to write
- * and slow it down (zero-copy batches ~12%), hence the condition.  For the
+ * and slow it down (zero-copy batches ~13%), hence the condition.  For the
  * same reason there is no read prefetch of the lines ahead: it added ~10%
  * to copy batches in a probe, and took zero-copy batches in `ringbus
  * bench` from ~110 to ~85 M msg/s.
@@ -192,9 +192,10 @@ static RBUS_ALWAYS_INLINE unsigned spsc_take_run(const unsigned char *p, unsigne
  * over.  Returns messages found; *slots_out the slots walked; *err why it
  * stopped early (0 if the ring was simply empty or n was reached).
  *
- * When the ring holds a whole batch (the last slot it would take is
- * committed), the slots before that one are taken without reading their
- * stamps (spsc_take_run()): ring_spsc.c's header, "Batches".
+ * After a call that filled its batch, if the ring holds a whole batch
+ * again (the last slot it would take is committed), the slots before that
+ * one are taken without reading their stamps (spsc_take_run()):
+ * ring_spsc.c's header, "Batches".
  */
 static RBUS_ALWAYS_INLINE unsigned spsc_take(struct rbus_channel *ch, struct iovec *iov,
 					    unsigned n, bool copy, uint64_t *slots_out,
@@ -266,7 +267,7 @@ static RBUS_ALWAYS_INLINE unsigned spsc_take(struct rbus_channel *ch, struct iov
 		got++;
 		i++;
 	}
-	ch->backlog = got == n;
+	ch->backlog = got == most;
 	*slots_out = i - pos;
 	return got;
 }

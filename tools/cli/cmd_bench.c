@@ -480,9 +480,10 @@ struct ep {
 	/* rbus_send_wait / rbus_recv_wait with RBUS_FOREVER instead of
 	 * rbus_send / rbus_recv (copy, one at a time only): never -EAGAIN. */
 	bool block;
-	/* A ring, one message a call, copied, not blocking: the loops of
-	 * put_one_copy() and get_one_copy(), rbus_send() or rbus_recv() and
-	 * the check of the message, instead of ep_put() or ep_get(). */
+	/* A ring, one message a call, copied, not blocking: rbus_send() or
+	 * rbus_recv() and nothing else.  The throughput loops have their own
+	 * (put_one_copy(), get_one_copy()); ep_put() and ep_get() take it
+	 * before any other test. */
 	bool one_copy;
 	const char *what;               /* the call that failed */
 	/* T_BRING: the ring, this side's index and its cache of the other's
@@ -586,6 +587,11 @@ static inline int ep_put(struct ep *e, uint64_t w)
 	void *p = NULL;
 	int k, c;
 
+	if (e->one_copy) {              /* e->what says "rbus_send" */
+		put64(e->buf, w);
+		k = rbus_send(e->ch, e->buf, e->size);
+		return k ? k : 1;
+	}
 	if (!e->zc) {
 		for (unsigned j = 0; j < e->nb; j++)
 			put64(e->buf + j * e->size, w + j);
@@ -626,6 +632,11 @@ static inline int ep_get(struct ep *e)
 	const void *p = NULL;
 	ssize_t n;
 
+	if (e->one_copy) {              /* e->what says "rbus_recv" */
+		n = rbus_recv(e->ch, e->buf, e->size);
+		e->iov[0].iov_len = (size_t)n;  /* iov_base is e->buf */
+		return n < 0 ? (int)n : 1;
+	}
 	if (e->br)
 		return bring_get(e);
 	if (!e->ch) {                   /* one whole message */
@@ -759,13 +770,13 @@ static bool drained(int np, uint64_t got, uint64_t *flushed)
  * its first word (+1 per message per producer with one consumer; strictly
  * increasing per producer with several).  It counts them and sums the
  * sequence numbers; the parent compares both with what was sent.
+ *
+ * verify_other(): any message but the successor of the last one (another
+ * producer's, or a wrong one): 0, or -1 after reporting it.  next[p]:
+ * producer p's next sequence number, as far as this consumer knows.
  */
-/* Any message but the successor of the last one (another producer's, or a
- * wrong one): 0, or -1 after reporting it.  next[p]: producer p's next
- * sequence number, as far as this consumer knows. */
-static __attribute__((noinline, cold)) int verify_other(uint64_t *next, uint64_t expect,
-							const struct run *ru, int idx,
-							uint64_t w, size_t len)
+static int verify_other(uint64_t *next, uint64_t expect, const struct run *ru, int idx,
+			uint64_t w, size_t len)
 {
 	uint64_t p = w >> SEQ_BITS, s = w & SEQ_MASK;
 
