@@ -394,6 +394,38 @@ START_TEST(shm_eventfd)
 }
 END_TEST
 
+/* --capacity sizes the streaming rings (and the bare ring), not the
+ * ping-pong rings: the header names the slots of each size's ring, the
+ * JSON echoes it, and the run still verifies every message. */
+START_TEST(capacity)
+{
+	const char *base[] = { CLI_PATH, "bench", "--only", "throughput", "--kind", "spsc",
+			       "--mode", "copy", "--sizes", "8,64", "--duration", "0.05",
+			       "--repeat", "1", "--capacity", "64", NULL, NULL };
+	struct cli_result r;
+
+	if (!two_cpus())
+		return;
+	run(&r, base);
+	ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+	ck_assert_msg(cli_has(r.out, "8 B: 64 slots of 16 B") &&
+		      cli_has(r.out, "64 B: 64 slots of "), "%.2000s", r.out);
+	ck_assert_msg(row(r.out, "Throughput (msg/s", "ringbus SPSC", " 8 copy b32") &&
+		      row(r.out, "Throughput (msg/s", "bare SPSC ring", " 64 copy"),
+		      "%.3000s", r.out);
+	cli_free(&r);
+
+	base[16] = "--json";
+	run(&r, base);
+	ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+	ck_assert_msg(json_balanced(r.out) && cli_has(r.out, "\"capacity\":64,"), "%.2000s", r.out);
+	ck_assert_int_ge(each_test(r.out, check_test), 4);
+	ck_assert_msg(find_test(r.out, "ringbus SPSC 8 B copy") &&
+		      find_test(r.out, "bare SPSC ring 8 B copy"), "%.2000s", r.out);
+	cli_free(&r);
+}
+END_TEST
+
 START_TEST(help)
 {
 	struct cli_result r;
@@ -402,7 +434,7 @@ START_TEST(help)
 	ck_assert_int_eq(r.status, 0);
 	ck_assert_msg(cli_has(r.out, "Usage: ringbus bench"), "%.2000s", r.out);
 	for (const char *const *o = (const char *[]){ "--kind", "--sizes", "--mode", "--backend",
-			"--wakeup", "--spin", "--duration", "--repeat", "--cpus", "--quick",
+			"--wakeup", "--spin", "--capacity", "--duration", "--repeat", "--cpus", "--quick",
 			"--only", "--json", "--help", NULL }; *o; o++)
 		ck_assert_msg(cli_has(r.out, *o), "--help does not describe %s:\n%s", *o, r.out);
 	ck_assert_str_eq(r.err, "");
@@ -428,6 +460,11 @@ START_TEST(usage_errors)
 		{ { CLI_PATH, "bench", "--wakeup", "poll", NULL }, "--wakeup: 'poll'" },
 		{ { CLI_PATH, "bench", "--duration", "x", NULL }, "--duration: 'x'" },
 		{ { CLI_PATH, "bench", "--spin", "x", NULL }, "--spin: 'x'" },
+		{ { CLI_PATH, "bench", "--capacity", "1000", NULL },
+		  "--capacity: 1000 is not a power of two" },
+		{ { CLI_PATH, "bench", "--capacity", "1", NULL }, "--capacity: 1 is out of range" },
+		{ { CLI_PATH, "bench", "--capacity", "536870912", NULL },
+		  "--capacity: 536870912 is out of range" },
 		{ { CLI_PATH, "bench", "--only", "latency", NULL }, "--only: 'latency'" },
 		{ { CLI_PATH, "bench", "--frob", NULL }, "--frob" },
 		{ { CLI_PATH, "bench", "extra", NULL }, "unexpected argument 'extra'" },
@@ -453,6 +490,7 @@ static Suite *cli_suite(void)
 	tcase_add_test(runs, json_tiny);
 	tcase_add_test(runs, text_tiny);
 	tcase_add_test(runs, shm_eventfd);
+	tcase_add_test(runs, capacity);
 	suite_add_tcase(s, runs);
 	return s;
 }

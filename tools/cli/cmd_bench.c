@@ -82,6 +82,7 @@ static struct {
 	uint32_t wakeup;                /* rings of the other tests: RBUS_WAKE_*, 0 default */
 	bool shm;                       /* --backend shm */
 	uint32_t spin;                  /* spin budget of the waiting calls, ns */
+	uint32_t capacity;              /* --capacity: streaming rings' slots; 0 default */
 	size_t sizes[MAXSIZES];
 	int nsizes;
 	int cpus[2];
@@ -349,9 +350,10 @@ static unsigned char *alloc_buf(size_t n)
 static bool is_ring(enum transport tr) { return tr == T_SPSC || tr == T_MPMC; }
 static bool is_stream(enum transport tr) { return tr == T_PIPE || tr == T_UNIX; }
 
-/* Slots of a throughput ring: about 1 MiB of messages, 64 to 4096 of them
- * (the sizes 8, 64, 1024 and 65536 get 4096, 4096, 1024 and 64). */
-static uint32_t capacity_for(size_t size)
+/* Slots of a streaming ring by default: about 1 MiB of messages, 64 to
+ * 4096 of them (the sizes 8, 64, 1024 and 65536 get 4096, 4096, 1024 and
+ * 64). */
+static uint32_t default_capacity(size_t size)
 {
 	uint32_t c = 4096;
 
@@ -360,10 +362,17 @@ static uint32_t capacity_for(size_t size)
 	return c;
 }
 
+/* Slots of a streaming ring (throughput, the wakeup tests' streaming):
+ * --capacity, or the default above. */
+static uint32_t capacity_for(size_t size)
+{
+	return opt.capacity ? opt.capacity : default_capacity(size);
+}
+
 /* Slots of a ping-pong ring: PP_CAPACITY, fewer for large messages. */
 static uint32_t pp_capacity(size_t size)
 {
-	uint32_t c = capacity_for(size);
+	uint32_t c = default_capacity(size);
 
 	return c < PP_CAPACITY ? c : PP_CAPACITY;
 }
@@ -2047,8 +2056,8 @@ static void print_header(void)
 			       i < opt.nsizes - 1 ? ";" : "\n");
 		rbus_region_close(r);
 	}
-	printf("             ping-pong: two rings of %u slots (or the throughput ring's "
-	       "capacity if smaller),\n             max_msg = message size\n"
+	printf("             ping-pong: two rings of %u slots (fewer for messages over "
+	       "1 KiB),\n             max_msg = message size\n"
 	       "work:        copy: rbus_send from / rbus_recv into private buffers; zc: the "
 	       "producer writes\n             the whole payload in place, the consumer reads "
 	       "every word in place; b32: batches\n             of %d.  Every message's length "
@@ -2525,6 +2534,8 @@ static void print_json(int fails, uint64_t t_begin)
 		rb_json_str(&j, NULL, "eventfd");
 	rb_json_close(&j, ']');
 	rb_json_u64(&j, "spin_ns", opt.spin);
+	if (opt.capacity)
+		rb_json_u64(&j, "capacity", opt.capacity);
 	rb_json_f64(&j, "duration_s", (double)opt.dur_ns / 1e9);
 	rb_json_f64(&j, "idle_s", (double)opt.idle_ns / 1e9);
 	rb_json_i64(&j, "repeat", opt.reps);
@@ -2610,6 +2621,10 @@ static void usage(FILE *f)
 		"                        futex, wakeup tests both)\n"
 		"      --spin NS         spin budget of the waiting calls before they sleep\n"
 		"                        (rbus_channel_set_spin; default %u ns)\n"
+		"      --capacity N      slots of each streaming ring (throughput, bare ring,\n"
+		"                        wakeup streaming), a power of two from %u to\n"
+		"                        %u (default: about 1 MiB of messages, 64 to 4096\n"
+		"                        slots); the ping-pong rings keep theirs\n"
 		"  -d, --duration SECS   time of each measurement: streaming, and round trips\n"
 		"                        after a tenth of it as warm-up (default 0.3 s,\n"
 		"                        --quick 0.05 s); the idle window is 5 s (--quick 1 s)\n"
@@ -2632,7 +2647,7 @@ static void usage(FILE *f)
 		"On a terminal a live line on stderr names the test running.  Exit status:\n"
 		"0 when everything ran (a missed target is a FAIL line, not an error), 1 when\n"
 		"something broke (a failed call, a verification mismatch), 2 bad usage.\n",
-		rb_prog, RBUS_SPIN_DEFAULT_NS, RMAX);
+		rb_prog, RBUS_SPIN_DEFAULT_NS, RBUS_CAPACITY_MIN, RBUS_CAPACITY_MAX, RMAX);
 }
 
 static int cmp_size(const void *a, const void *b)
@@ -2728,6 +2743,7 @@ static int parse_args(int argc, char **argv)
 		{ "backend", required_argument, NULL, 'b' },
 		{ "wakeup", required_argument, NULL, 'w' },
 		{ "spin", required_argument, NULL, 'S' },
+		{ "capacity", required_argument, NULL, 'C' },
 		{ "duration", required_argument, NULL, 'd' },
 		{ "repeat", required_argument, NULL, 'r' },
 		{ "cpus", required_argument, NULL, 'c' },
@@ -2796,6 +2812,15 @@ static int parse_args(int argc, char **argv)
 			if (rb_parse_u64("--spin", optarg, 0, RBUS_SPIN_MAX_NS, &v))
 				return -1;
 			opt.spin = (uint32_t)v;
+			break;
+		case 'C':
+			if (rb_parse_u64("--capacity", optarg, RBUS_CAPACITY_MIN,
+					 RBUS_CAPACITY_MAX, &v))
+				return -1;
+			if (v & (v - 1))
+				return rb_usage_err("--capacity: %" PRIu64 " is not a power "
+						    "of two", v), -1;
+			opt.capacity = (uint32_t)v;
 			break;
 		case 'd':
 			if (rb_parse_seconds("--duration", optarg, 1000000, &ns))
