@@ -53,6 +53,7 @@
 #define SIZE_MAX_   (1u << 20)
 #define WSIZE       64              /* message size of the wakeup tests */
 #define PP_CAPACITY 1024u           /* slots of each ping-pong ring (at most) */
+#define CAPACITY_BYTES_MAX (1ull << 30) /* --capacity: slots times (size + 8), at most */
 #define STREAM_BUF  (64u * 1024)    /* read() size of the stream consumers */
 #define SEQ_BITS    48              /* message word: producer << 48 | seq */
 #define SEQ_MASK    ((UINT64_C(1) << SEQ_BITS) - 1)
@@ -350,9 +351,9 @@ static unsigned char *alloc_buf(size_t n)
 static bool is_ring(enum transport tr) { return tr == T_SPSC || tr == T_MPMC; }
 static bool is_stream(enum transport tr) { return tr == T_PIPE || tr == T_UNIX; }
 
-/* Slots of a streaming ring by default: about 1 MiB of messages, 64 to
- * 4096 of them (the sizes 8, 64, 1024 and 65536 get 4096, 4096, 1024 and
- * 64). */
+/* Slots of a streaming ring by default: 4096, halved while they would hold
+ * more than 1 MiB of messages, 64 at least (the sizes 8, 64, 1024 and 65536
+ * get 4096, 4096, 1024 and 64). */
 static uint32_t default_capacity(size_t size)
 {
 	uint32_t c = 4096;
@@ -2046,14 +2047,17 @@ static void print_header(void)
 		struct rbus_region_opts o;
 		struct rbus_region *r = NULL;
 		struct rbus_region_info in;
+		int err;
 
 		rbus_region_opts_init(&o);
 		o.capacity = capacity_for(opt.sizes[i]);
 		o.max_msg = (uint32_t)opt.sizes[i];
-		if (rbus_region_create(&o, &r) == 0 && rbus_region_info(r, &in) == 0)
-			printf(" %zu B: %u slots of %u B (%.2f MiB)%s", opt.sizes[i], in.capacity,
-			       in.slot_size, (double)in.size / 1048576,
-			       i < opt.nsizes - 1 ? ";" : "\n");
+		if ((err = rbus_region_create(&o, &r)) == 0 && (err = rbus_region_info(r, &in)) == 0)
+			printf(" %zu B: %u slots of %u B (%.2f MiB)", opt.sizes[i], in.capacity,
+			       in.slot_size, (double)in.size / 1048576);
+		else
+			printf(" %zu B: %u slots: %s", opt.sizes[i], o.capacity, rbus_strerror(err));
+		fputs(i < opt.nsizes - 1 ? ";" : "\n", stdout);
 		rbus_region_close(r);
 	}
 	printf("             ping-pong: two rings of %u slots (fewer for messages over "
@@ -2623,8 +2627,9 @@ static void usage(FILE *f)
 		"                        (rbus_channel_set_spin; default %u ns)\n"
 		"      --capacity N      slots of each streaming ring (throughput, bare ring,\n"
 		"                        wakeup streaming), a power of two from %u to\n"
-		"                        %u (default: about 1 MiB of messages, 64 to 4096\n"
-		"                        slots); the ping-pong rings keep theirs\n"
+		"                        %u, at most 1 GiB of ring a size (default: 4096,\n"
+		"                        halved while they would hold over 1 MiB of\n"
+		"                        messages, 64 at least); ping-pong rings keep theirs\n"
 		"  -d, --duration SECS   time of each measurement: streaming, and round trips\n"
 		"                        after a tenth of it as warm-up (default 0.3 s,\n"
 		"                        --quick 0.05 s); the idle window is 5 s (--quick 1 s)\n"
@@ -2859,6 +2864,18 @@ static int parse_args(int argc, char **argv)
 	}
 	if (optind < argc)
 		return rb_usage_err("unexpected argument '%s'", argv[optind]), -1;
+	/* Each ring reserves all its memory at creation (the bare ring
+	 * touches it): a bound, checked against every size, the wakeup
+	 * tests' included. */
+	for (int i = 0; opt.capacity && i <= opt.nsizes; i++) {
+		size_t size = i < opt.nsizes ? opt.sizes[i] : WSIZE;
+
+		if ((uint64_t)opt.capacity * (size + 8) > CAPACITY_BYTES_MAX)
+			return rb_usage_err("--capacity: %" PRIu32 " slots of %zu B messages "
+					    "take over %u MiB of ring (fewer slots, or "
+					    "--sizes)", opt.capacity, size,
+					    (unsigned)(CAPACITY_BYTES_MAX >> 20)), -1;
+	}
 	opt.sel = only ? only : SEL_ALL;
 	if (!opt.reps)
 		opt.reps = opt.quick ? 3 : 5;
