@@ -62,6 +62,9 @@ int rb_broker_exit(int err);
  */
 int rb_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max,
 		 uint64_t *out);
+/* As rb_parse_u64, and a power of two (a ring's capacity). */
+int rb_parse_pow2(const char *opt, const char *s, uint64_t min, uint64_t max,
+		  uint64_t *out);
 int rb_parse_size(const char *opt, const char *s, uint64_t min, uint64_t max,
 		  uint64_t *out);
 int rb_parse_seconds(const char *opt, const char *s, int64_t min_ns,

@@ -2627,8 +2627,8 @@ static void usage(FILE *f)
 		"                        (rbus_channel_set_spin; default %u ns)\n"
 		"      --capacity N      slots of each streaming ring (throughput, bare ring,\n"
 		"                        wakeup streaming), a power of two from %u to\n"
-		"                        %u, at most 1 GiB of ring a size (default: 4096,\n"
-		"                        halved while they would hold over 1 MiB of\n"
+		"                        %u, at most %u MiB of ring a size (default:\n"
+		"                        4096, halved while they would hold over 1 MiB of\n"
 		"                        messages, 64 at least); ping-pong rings keep theirs\n"
 		"  -d, --duration SECS   time of each measurement: streaming, and round trips\n"
 		"                        after a tenth of it as warm-up (default 0.3 s,\n"
@@ -2652,7 +2652,8 @@ static void usage(FILE *f)
 		"On a terminal a live line on stderr names the test running.  Exit status:\n"
 		"0 when everything ran (a missed target is a FAIL line, not an error), 1 when\n"
 		"something broke (a failed call, a verification mismatch), 2 bad usage.\n",
-		rb_prog, RBUS_SPIN_DEFAULT_NS, RBUS_CAPACITY_MIN, RBUS_CAPACITY_MAX, RMAX);
+		rb_prog, RBUS_SPIN_DEFAULT_NS, RBUS_CAPACITY_MIN, RBUS_CAPACITY_MAX,
+		(unsigned)(CAPACITY_BYTES_MAX >> 20), RMAX);
 }
 
 static int cmp_size(const void *a, const void *b)
@@ -2819,12 +2820,9 @@ static int parse_args(int argc, char **argv)
 			opt.spin = (uint32_t)v;
 			break;
 		case 'C':
-			if (rb_parse_u64("--capacity", optarg, RBUS_CAPACITY_MIN,
-					 RBUS_CAPACITY_MAX, &v))
+			if (rb_parse_pow2("--capacity", optarg, RBUS_CAPACITY_MIN,
+					  RBUS_CAPACITY_MAX, &v))
 				return -1;
-			if (v & (v - 1))
-				return rb_usage_err("--capacity: %" PRIu64 " is not a power "
-						    "of two", v), -1;
 			opt.capacity = (uint32_t)v;
 			break;
 		case 'd':

@@ -269,10 +269,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return RB_EXIT_USAGE;
 			break;
 		case 'c':
-			if (rb_parse_u64("--capacity", optarg, 2, MAX_CAPACITY, &v))
+			if (rb_parse_pow2("--capacity", optarg, 2, MAX_CAPACITY, &v))
 				return RB_EXIT_USAGE;
-			if (v & (v - 1))
-				return rb_usage_err("--capacity: %s is not a power of two", optarg);
 			o->capacity = (uint32_t)v;
 			break;
 		case OPT_SOCKET:

@@ -313,11 +313,9 @@ static int parse_args(int argc, char **argv, struct opts *o,
 			o->set |= SET_KIND;
 			break;
 		case OPT_CAPACITY:
-			if (rb_parse_u64("--capacity", optarg, RBUS_CAPACITY_MIN,
-					 RBUS_CAPACITY_MAX, &v))
+			if (rb_parse_pow2("--capacity", optarg, RBUS_CAPACITY_MIN,
+					  RBUS_CAPACITY_MAX, &v))
 				return RB_EXIT_USAGE;
-			if (v & (v - 1))
-				return rb_usage_err("--capacity: %s is not a power of two", optarg);
 			o->create.capacity = (uint32_t)v;
 			o->set |= SET_CAPACITY;
 			break;

@@ -386,10 +386,8 @@ int cmd_stress(int argc, char **argv)
 				return RB_EXIT_USAGE;
 			break;
 		case OPT_CAPACITY:
-			if (rb_parse_u64("--capacity", optarg, RBUS_CAPACITY_MIN, 1u << 20, &v))
+			if (rb_parse_pow2("--capacity", optarg, RBUS_CAPACITY_MIN, 1u << 20, &v))
 				return RB_EXIT_USAGE;
-			if (v & (v - 1))
-				return rb_usage_err("--capacity: %s is not a power of two", optarg);
 			cfg.capacity = (uint32_t)v;
 			break;
 		case OPT_MAX_MSG:

@@ -135,6 +135,21 @@ bad:
 	return -1;
 }
 
+int rb_parse_pow2(const char *opt, const char *s, uint64_t min, uint64_t max,
+		  uint64_t *out)
+{
+	uint64_t v;
+
+	if (rb_parse_u64(opt, s, min, max, &v))
+		return -1;
+	if (v & (v - 1)) {
+		rb_usage_err("%s: %s is not a power of two", opt, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 int rb_parse_size(const char *opt, const char *s, uint64_t min, uint64_t max,
 		  uint64_t *out)
 {
