@@ -62,7 +62,7 @@
 static const size_t default_sizes[] = { 8, 64, 1024, 65536 };
 
 /* T_FUTEX, T_EVENTFD: the bare wakeup primitives (baselines); T_BRING: the
- * bare SPSC ring (baseline, see bring_put()). */
+ * bare SPSC ring (baseline, see struct bring). */
 enum transport { T_PIPE, T_UNIX, T_SPSC, T_MPMC, T_LINE, T_FUTEX, T_EVENTFD, T_BRING };
 enum mode { M_COPY, M_ZC };
 /* What to run (--only): ring or baseline, throughput, round trips or
@@ -496,10 +496,8 @@ struct ep {
 	 * before any other test. */
 	bool one_copy;
 	const char *what;               /* the call that failed */
-	/* T_BRING: the ring, this side's index and its cache of the other's
-	 * (the producer's limit, the consumer's copy of the tail). */
+	/* T_BRING: the ring and its geometry (put_bare(), get_bare()). */
 	struct bring *br;
-	uint64_t bpos, blim;
 	uint32_t bmask;
 	size_t bslot;
 };
@@ -511,6 +509,9 @@ struct ep {
  * no lengths, stamps, bounds checks, roles or wakeups; the tail and the head
  * on lines of their own, each stored (release) after every message; each
  * side caches the other's index and loads it only when its cache runs out.
+ * Its loops (put_bare(), get_bare()) keep the indices in registers and do
+ * the harness's work of a ringbus one-at-a-time loop (put_one_copy(),
+ * get_one_copy()): a copy in, a copy out, every message checked.
  */
 struct bring {
 	_Alignas(128) _Atomic uint64_t tail;
@@ -519,38 +520,6 @@ struct bring {
 };
 
 static size_t bring_slot(size_t size) { return (size + 7) & ~(size_t)7; }
-
-/* Send e->buf (e->size bytes): 1, or -EAGAIN when the ring is full. */
-static int bring_put(struct ep *e)
-{
-	if (e->bpos == e->blim) {
-		/* Acquire: pairs with bring_get()'s release store of head:
-		 * the consumer's reads of the slots below it are done. */
-		e->blim = atomic_load_explicit(&e->br->head, memory_order_acquire) + e->bmask + 1;
-		if (e->bpos == e->blim)
-			return -EAGAIN;
-	}
-	copy_msg(e->br->slots + (e->bpos & e->bmask) * e->bslot, e->buf, e->size);
-	/* Release: publishes the slot; pairs with bring_get()'s acquire load. */
-	atomic_store_explicit(&e->br->tail, ++e->bpos, memory_order_release);
-	return 1;
-}
-
-/* Receive one message into e->buf: 1, or -EAGAIN when the ring is empty. */
-static int bring_get(struct ep *e)
-{
-	if (e->bpos == e->blim) {
-		/* Acquire: pairs with bring_put()'s release store of tail. */
-		e->blim = atomic_load_explicit(&e->br->tail, memory_order_acquire);
-		if (e->bpos == e->blim)
-			return -EAGAIN;
-	}
-	copy_msg(e->buf, e->br->slots + (e->bpos & e->bmask) * e->bslot, e->size);
-	e->iov[0] = (struct iovec){ e->buf, e->size };
-	/* Release: our read of the slot is done; pairs with bring_put(). */
-	atomic_store_explicit(&e->br->head, ++e->bpos, memory_order_release);
-	return 1;
-}
 
 /* which: the index in run.fd; the ring is which / 2. */
 static int ep_open(struct ep *e, const struct run *ru, int which, enum rbus_role role)
@@ -569,7 +538,6 @@ static int ep_open(struct ep *e, const struct run *ru, int which, enum rbus_role
 		e->br = ru->br;
 		e->bmask = ru->capacity - 1;
 		e->bslot = bring_slot(ru->size);
-		e->blim = role == RBUS_PRODUCER ? ru->capacity : 0;
 	}
 	if (!(e->buf = alloc_buf(e->nb * e->size)))
 		return cfail(ru, "malloc", strerror(ENOMEM));
@@ -605,8 +573,6 @@ static inline int ep_put(struct ep *e, uint64_t w)
 	if (!e->zc) {
 		for (unsigned j = 0; j < e->nb; j++)
 			put64(e->buf + j * e->size, w + j);
-		if (e->br)
-			return bring_put(e);
 		e->what = !e->ch ? "write" : !one ? "rbus_send_batch" :
 			  e->block ? "rbus_send_wait" : "rbus_send";
 		if (!e->ch)
@@ -647,8 +613,6 @@ static inline int ep_get(struct ep *e)
 		e->iov[0].iov_len = (size_t)n;  /* iov_base is e->buf */
 		return n < 0 ? (int)n : 1;
 	}
-	if (e->br)
-		return bring_get(e);
 	if (!e->ch) {                   /* one whole message */
 		e->what = "read";
 		e->iov[0] = (struct iovec){ e->buf, e->size };
@@ -711,6 +675,43 @@ static int put_one_copy(const struct run *ru, struct ep *e, int idx, uint64_t de
 	return 0;
 }
 
+/* The bare ring's producer (T_BRING), as put_one_copy(): every message's
+ * first word written into a private buffer, then copied into the slot.
+ * Nothing in it can fail. */
+static void put_bare(const struct run *ru, const struct ep *e, int idx, uint64_t deadline,
+		    unsigned check, uint64_t *seq_out, uint64_t *idles_out)
+{
+	struct bring *const br = e->br;
+	unsigned char *const buf = e->buf;
+	const uint64_t from = (uint64_t)idx << SEQ_BITS, mask = e->bmask;
+	const size_t size = e->size, slot = e->bslot;
+	const unsigned pauses = full_pauses(ru);
+	uint64_t seq = 0, idles = 0, pos = 0, limit = mask + 1;
+	unsigned spins = 0, iter = 0;
+
+	while ((++iter & check) || rb_now_ns() < deadline) {
+		if (pos == limit) {
+			/* Acquire: pairs with get_bare()'s release store of
+			 * head: the consumer's reads of the slots below it are
+			 * done. */
+			limit = atomic_load_explicit(&br->head, memory_order_acquire) + mask + 1;
+			if (pos == limit) {
+				idles++;
+				idle(ru->oversub, &spins, pauses);
+				continue;
+			}
+		}
+		put64(buf, from | seq);
+		copy_msg(br->slots + (pos & mask) * slot, buf, size);
+		/* Release: publishes the slot; pairs with get_bare()'s acquire
+		 * load of tail. */
+		atomic_store_explicit(&br->tail, ++pos, memory_order_release);
+		seq++;
+	}
+	*seq_out = seq;
+	*idles_out = idles;
+}
+
 /* Ring or stream (one write() per message; closing it ends the stream). */
 static int producer(const struct run *ru, int idx)
 {
@@ -730,6 +731,8 @@ static int producer(const struct run *ru, int idx)
 	if (e.one_copy) {
 		if (put_one_copy(ru, &e, idx, deadline, check, &seq, &idles))
 			return -1;
+	} else if (e.br) {
+		put_bare(ru, &e, idx, deadline, check, &seq, &idles);
 	} else {
 		while ((++iter & check) || rb_now_ns() < deadline) {
 			if ((k = ep_put(&e, (uint64_t)idx << SEQ_BITS | seq)) == -EAGAIN) {
@@ -845,8 +848,46 @@ static int get_one_copy(const struct run *ru, struct ep *e, int idx, struct got 
 	return 0;
 }
 
-/* A consumer of anything else (batches, zero-copy, blocking calls, the
- * bare ring), through ep_get(), until the ring is drained.  As above. */
+/* The bare ring's consumer (T_BRING), as get_one_copy(): each message
+ * copied out of its slot into a private buffer and checked there.  As
+ * above. */
+static int get_bare(const struct run *ru, const struct ep *e, int idx, struct got *g)
+{
+	struct bring *const br = e->br;
+	unsigned char *const buf = e->buf;
+	const uint64_t mask = e->bmask;
+	const size_t size = e->size, slot = e->bslot;
+	uint64_t next[MAXPROC] = { 0 }, expect = 0, sum = 0, got = 0, flushed = 0, idles = 0;
+	uint64_t pos = 0, limit = 0;
+	unsigned spins = 0;
+
+	for (;;) {
+		if (pos == limit) {
+			/* Acquire: pairs with put_bare()'s release store of
+			 * tail: the slots below it are written. */
+			limit = atomic_load_explicit(&br->tail, memory_order_acquire);
+			if (pos == limit) {
+				idles++;        /* as in get_any() */
+				if (drained(ru->np, got, &flushed))
+					break;
+				idle(ru->oversub, &spins, 1);
+				continue;
+			}
+		}
+		copy_msg(buf, br->slots + (pos & mask) * slot, size);
+		/* Release: our read of the slot is done; pairs with
+		 * put_bare()'s acquire load of head. */
+		atomic_store_explicit(&br->head, ++pos, memory_order_release);
+		if (verify(next, &expect, &sum, ru, idx, get64(buf), size))
+			return -1;
+		got++;
+	}
+	*g = (struct got){ .count = got, .sum = sum, .idles = idles };
+	return 0;
+}
+
+/* A consumer of anything else (batches, zero-copy, blocking calls),
+ * through ep_get(), until the ring is drained.  As above. */
 static int get_any(const struct run *ru, struct ep *e, int idx, struct got *g)
 {
 	uint64_t next[MAXPROC] = { 0 }, expect = 0, sum = 0, got = 0, flushed = 0, idles = 0;
@@ -889,7 +930,8 @@ static int ring_consumer(const struct run *ru, int idx)
 	if (ep_open(&e, ru, 0, RBUS_CONSUMER))
 		return -1;
 	barrier(ru->np + ru->nc);
-	if (e.one_copy ? get_one_copy(ru, &e, idx, &g) : get_any(ru, &e, idx, &g))
+	if (e.one_copy ? get_one_copy(ru, &e, idx, &g) :
+	    e.br ? get_bare(ru, &e, idx, &g) : get_any(ru, &e, idx, &g))
 		return -1;
 	shc->res[idx] = (struct proc_res){ .t_end = rb_now_ns(), .count = g.count, .sum = g.sum,
 					   .sink = g.sink, .idle = g.idles };
