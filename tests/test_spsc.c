@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include "ring_cases.h"
+#include "internal.h"
 
 /* The slot of index idx, through the test's own view of the layout. */
 static struct rbus_slot *slot_of(struct rbus_region *r, uint64_t idx)
@@ -113,6 +114,33 @@ START_TEST(spsc_consumer_leaves_slots_alone)
 }
 END_TEST
 
+/*
+ * A consumer that finds its slot empty reads the slot's second line while
+ * it waits (spsc_await_slot()): only for a slot of exactly two lines, and
+ * only that line.
+ */
+START_TEST(spsc_slot_line2)
+{
+	const uintptr_t base = 64 * 1000;       /* a line boundary */
+
+	/* 8 B messages, 16 B slots: never across a line. */
+	for (unsigned i = 0; i < 8; i++)
+		ck_assert_uint_eq(rbus_slot_line2(base + 16 * i, 16), 0);
+	/* 64 B messages, 72 B slots: always into the next line, and no further. */
+	for (unsigned i = 0; i < 8; i++) {
+		uintptr_t s = base + 72 * i;
+
+		ck_assert_uint_eq(rbus_slot_line2(s, 72), (s & ~(uintptr_t)63) + 64);
+	}
+	ck_assert_uint_eq(rbus_slot_line2(base, 64), 0);        /* one line, full */
+	ck_assert_uint_eq(rbus_slot_line2(base + 8, 64), base + 64);
+	ck_assert_uint_eq(rbus_slot_line2(base + 48, 24), base + 64);
+	ck_assert_uint_eq(rbus_slot_line2(base, 128), base + 64); /* ends on line 2's last byte */
+	ck_assert_uint_eq(rbus_slot_line2(base + 8, 128), 0);   /* three lines */
+	ck_assert_uint_eq(rbus_slot_line2(base, 1032), 0);
+}
+END_TEST
+
 static const struct stream_cfg spsc_streams[] = {
 	/* threads of one process */
 	{ .nprod = 1, .ncons = 1, .per_producer = 1000000, .capacity = 256, .max_msg = 64, .threads = true },
@@ -154,6 +182,7 @@ int main(void)
 	tcase_add_test(tc, spsc_roles_exclusive);
 	tcase_add_test(tc, spsc_producer_resume_after_lost_tail);
 	tcase_add_test(tc, spsc_consumer_leaves_slots_alone);
+	tcase_add_test(tc, spsc_slot_line2);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("stream");

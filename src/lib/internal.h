@@ -238,6 +238,26 @@ static inline void rbus_prefetch_w(const void *p)
 #endif
 }
 
+/* The cache line size the ring code plans for: x86-64's, and most arm64
+ * cores'.  A wrong guess costs speed, never correctness. */
+#define RBUS_LINE 64u
+
+/* The second cache line of a slot of slot_size bytes at address s, if the
+ * slot ends in it (two lines in all); else 0. */
+static inline uintptr_t rbus_slot_line2(uintptr_t s, uint32_t slot_size)
+{
+	const uintptr_t line2 = (s | (RBUS_LINE - 1)) + 1, end = s + slot_size;
+
+	return end > line2 && end <= line2 + RBUS_LINE ? line2 : 0;
+}
+
+/* Read the cache line at p into this CPU's cache before the loads that need
+ * it.  A hint, as rbus_prefetch_w(): it may point anywhere in the mapping. */
+static inline void rbus_prefetch_r(const void *p)
+{
+	__builtin_prefetch(p, 0, 3);
+}
+
 /* channel.c: the slots ahead of pos that are about `bytes` ahead, at least
  * one and less than a lap; 0 if this CPU cannot prefetch for writing. */
 uint32_t rbus_ahead_slots(const struct rbus_channel *ch, uint32_t bytes);

@@ -66,6 +66,18 @@ static inline void spsc_take_ahead(struct rbus_channel *ch, uint64_t last)
 	}
 }
 
+/* The consumer found slot s not committed yet.  If the slot runs into the
+ * line after its stamp's, and ends there, read that line now, while we
+ * wait (ring_spsc.c, "Waiting on a slot of two lines"). */
+static RBUS_ALWAYS_INLINE void spsc_await_slot(const struct rbus_channel *ch,
+					       const struct rbus_slot *s)
+{
+	const uintptr_t line2 = rbus_slot_line2((uintptr_t)s, ch->slot_size);
+
+	if (line2)
+		rbus_prefetch_r((const void *)line2);
+}
+
 /* Room for one message at ch->pos: 0, -EAGAIN (full) or -EBADMSG. */
 static RBUS_ALWAYS_INLINE int spsc_room1(struct rbus_channel *ch)
 {
@@ -141,8 +153,10 @@ static RBUS_ALWAYS_INLINE int64_t spsc_next(struct rbus_channel *ch, struct rbus
 	struct rbus_slot *s = rbus_slot_at(ch, pos);
 
 	/* A1 (acquire): pairs with R1 in spsc_publish_slot(). */
-	if (atomic_load_explicit(&s->stamp, memory_order_acquire) != (uint32_t)(pos + 1))
+	if (atomic_load_explicit(&s->stamp, memory_order_acquire) != (uint32_t)(pos + 1)) {
+		spsc_await_slot(ch, s);
 		return -EAGAIN;
+	}
 	*sp = s;
 	/* Relaxed: ordered after A1. */
 	return atomic_load_explicit(&s->len, memory_order_relaxed);
