@@ -116,8 +116,8 @@ END_TEST
 
 /*
  * A consumer that finds its slot empty reads the slot's second line while
- * it waits (spsc_await_slot()): only for a slot of exactly two lines, and
- * only that line.
+ * it waits (spsc_await_slot()): only for a slot that ends in the line
+ * after its first, and only that line.
  */
 START_TEST(spsc_slot_line2)
 {

@@ -35,16 +35,16 @@
  * it took the host's slow state from a median of 37 to 77 M msg/s, and cost
  * 4-10% in the faster states.
  *
- * Waiting on a slot of two lines.  A 64-byte message takes a 72-byte slot,
- * which runs from its stamp's line into the next; the consumer sees the
- * stamp and only then loads the rest, two line transfers in a row.  A
- * consumer that finds its slot not committed reads that second line while
- * it waits (spsc_await_slot()), when the slot ends in it; the producer
- * writes the payload before the stamp, so the line often comes with the
- * payload already in it.  Measured (doc/performance.md, "Waiting on a slot
- * of two lines"): the 64 B busy-polling round trip from 456-504 to
- * 376-408 ns.  Not for slots of three lines or more: the consumer streams
- * those.
+ * Waiting on a slot of two lines.  A ring made with max_msg 64 has 72-byte
+ * slots, each running from its stamp's line into the next; the consumer
+ * sees the stamp and only then loads the rest, two line transfers in a
+ * row.  A consumer that finds its slot not committed reads that second
+ * line while it waits (spsc_await_slot()), when the slot ends in it: the
+ * read may overlap the stamp's transfer, or bring the payload along.
+ * Measured (doc/performance.md, "Waiting on a slot of two lines"): the
+ * 64 B busy-polling round trip from 456-504 to 376-408 ns.  Not for slots
+ * of three lines or more, where 1 KiB round trips read ~60 ns slower with
+ * it (design.md, 5.7).
  *
  * Batches.  A consumer asking for n messages, if its last batch call
  * filled its batch (or it has made none), first loads the stamp of the

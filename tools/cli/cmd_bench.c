@@ -679,7 +679,7 @@ static int put_one_copy(const struct run *ru, struct ep *e, int idx, uint64_t de
  * first word written into a private buffer, then copied into the slot.
  * Nothing in it can fail. */
 static void put_bare(const struct run *ru, const struct ep *e, int idx, uint64_t deadline,
-		    unsigned check, uint64_t *seq_out, uint64_t *idles_out)
+		     unsigned check, uint64_t *seq_out, uint64_t *idles_out)
 {
 	struct bring *const br = e->br;
 	unsigned char *const buf = e->buf;
