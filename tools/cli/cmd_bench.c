@@ -509,9 +509,15 @@ struct ep {
  * no lengths, stamps, bounds checks, roles or wakeups; the tail and the head
  * on lines of their own, each stored (release) after every message; each
  * side caches the other's index and loads it only when its cache runs out.
- * Its loops (put_bare(), get_bare()) keep the indices in registers and do
- * the harness's work of a ringbus one-at-a-time loop (put_one_copy(),
- * get_one_copy()): a copy in, a copy out, every message checked.
+ * Its loops (put_bare(), get_bare()) keep the indices in registers; the
+ * producer writes each message's sequence word straight into the slot and
+ * copies the rest in from a private buffer, the consumer checks the word
+ * in the slot and copies the rest out.  Staging the word in a private
+ * buffer as well (as the ringbus loops must, to hand it to rbus_send())
+ * made this ring's consumer the faster side, and a consumer that keeps up
+ * polls the tail line the producer stores after every message: the ring
+ * then read 15-30 M msg/s at 64 B against ~100 this way
+ * (doc/performance.md, "The bare ring's reference").
  */
 struct bring {
 	_Alignas(128) _Atomic uint64_t tail;
@@ -675,9 +681,9 @@ static int put_one_copy(const struct run *ru, struct ep *e, int idx, uint64_t de
 	return 0;
 }
 
-/* The bare ring's producer (T_BRING), as put_one_copy(): every message's
- * first word written into a private buffer, then copied into the slot.
- * Nothing in it can fail. */
+/* The bare ring's producer (T_BRING): each message's sequence word written
+ * into its slot, the rest of it copied in from e->buf.  Nothing in it can
+ * fail. */
 static void put_bare(const struct run *ru, const struct ep *e, int idx, uint64_t deadline,
 		     unsigned check, uint64_t *seq_out, uint64_t *idles_out)
 {
@@ -701,8 +707,11 @@ static void put_bare(const struct run *ru, const struct ep *e, int idx, uint64_t
 				continue;
 			}
 		}
-		put64(buf, from | seq);
-		copy_msg(br->slots + (pos & mask) * slot, buf, size);
+		unsigned char *const s = br->slots + (pos & mask) * slot;
+
+		put64(s, from | seq);
+		if (size > 8)
+			memcpy(s + 8, buf + 8, size - 8);
 		/* Release: publishes the slot; pairs with get_bare()'s acquire
 		 * load of tail. */
 		atomic_store_explicit(&br->tail, ++pos, memory_order_release);
@@ -848,9 +857,9 @@ static int get_one_copy(const struct run *ru, struct ep *e, int idx, struct got 
 	return 0;
 }
 
-/* The bare ring's consumer (T_BRING), as get_one_copy(): each message
- * copied out of its slot into a private buffer and checked there.  As
- * above. */
+/* The bare ring's consumer (T_BRING): each message's sequence word checked
+ * as read from its slot, the rest of it copied out into e->buf.  As
+ * get_one_copy(). */
 static int get_bare(const struct run *ru, const struct ep *e, int idx, struct got *g)
 {
 	struct bring *const br = e->br;
@@ -874,11 +883,15 @@ static int get_bare(const struct run *ru, const struct ep *e, int idx, struct go
 				continue;
 			}
 		}
-		copy_msg(buf, br->slots + (pos & mask) * slot, size);
-		/* Release: our read of the slot is done; pairs with
+		const unsigned char *const s = br->slots + (pos & mask) * slot;
+		const uint64_t w = get64(s);
+
+		if (size > 8)
+			memcpy(buf + 8, s + 8, size - 8);
+		/* Release: our reads of the slot are done; pairs with
 		 * put_bare()'s acquire load of head. */
 		atomic_store_explicit(&br->head, ++pos, memory_order_release);
-		if (verify(next, &expect, &sum, ru, idx, get64(buf), size))
+		if (verify(next, &expect, &sum, ru, idx, w, size))
 			return -1;
 		got++;
 	}
@@ -2116,7 +2129,8 @@ static void print_header(void)
 	       "\"2 lines\" = each side's word\n             on a line of its own (the rings' "
 	       "pattern: the reference), \"1 line\" = one line.  Bare SPSC ring: slots of the\n"
 	       "             message size, a tail and a head (a line each, stored after every "
-	       "message)\n             that each side caches; memcpy in and out; nothing else\n"
+	       "message)\n             that each side caches; the sequence word written and "
+	       "checked in the slot, the\n             rest copied in and out; nothing else\n"
 	       "round trips: %.3f s warm-up, then %.2f s timed per repetition; busy polling "
 	       "with pause, pipe and\n             AF_UNIX blocking.  The pinger reads the TSC "
 	       "at the start of every round trip;\n             each difference goes into a "
