@@ -311,9 +311,10 @@ static inline uint64_t get64(const void *p)
 
 static inline void put64(void *p, uint64_t v) { memcpy(p, &v, 8); }
 
-/* Copy one message of the bare ring: 8 to 16 bytes as two words, as the
- * library copies small messages, so that neither side of a comparison
- * pays for a call into memcpy the other does not make. */
+/* Copy the bytes of a bare ring's message after its sequence word: 8 to
+ * 16 bytes as two words, as the library copies small messages, so that
+ * neither side of a comparison pays for a call into memcpy the other does
+ * not make. */
 static inline void copy_msg(void *dst, const void *src, size_t n)
 {
 	if (n >= 8 && n <= 16) {
@@ -711,7 +712,7 @@ static void put_bare(const struct run *ru, const struct ep *e, int idx, uint64_t
 
 		put64(s, from | seq);
 		if (size > 8)
-			memcpy(s + 8, buf + 8, size - 8);
+			copy_msg(s + 8, buf + 8, size - 8);
 		/* Release: publishes the slot; pairs with get_bare()'s acquire
 		 * load of tail. */
 		atomic_store_explicit(&br->tail, ++pos, memory_order_release);
@@ -887,7 +888,7 @@ static int get_bare(const struct run *ru, const struct ep *e, int idx, struct go
 		const uint64_t w = get64(s);
 
 		if (size > 8)
-			memcpy(buf + 8, s + 8, size - 8);
+			copy_msg(buf + 8, s + 8, size - 8);
 		/* Release: our reads of the slot are done; pairs with
 		 * put_bare()'s acquire load of head. */
 		atomic_store_explicit(&br->head, ++pos, memory_order_release);
