@@ -74,6 +74,7 @@
 
 #ifdef RBUS_TEST_HOOKS
 void (*rbus_test_jitter)(enum rbus_jitter_point where);
+void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until);
 #endif
 
 /* How long the first sleep after a registration lasts (see above): the
@@ -219,28 +220,37 @@ static bool rbus_peer_hung_up(const struct rbus_channel *ch)
 /*
  * Sleep on q until woken, the deadline, a signal, or (eventfd) close.
  * Returns 0 (woken, or a spurious or stale wakeup: the caller re-checks),
- * -ETIMEDOUT, or -EINTR.
+ * -ETIMEDOUT, or -EINTR.  The test hook hears whether the timer ended it:
+ * a deadline that had passed before poll() was called is not the timer's
+ * doing (a token may be waiting), so it counts as woken.
  */
 static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline)
 {
 	struct rbus_waitq *q = ch->my_q;
+	bool expired = false;
+	int r = 0;
 	long rc;
 
 	count(&q->sleeps);
+	RBUS_SLEEP_HOOK(RBUS_SLEEP_BEGIN, deadline);
 	if (ch->my_efd < 0) {
 		struct timespec ts = ns_to_ts(deadline);
 
 		/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time,
 		 * so the deadline survives every restart.  EAGAIN: seq moved
-		 * before we slept, i.e. a wake came in. */
+		 * before we slept, i.e. a wake came in.  A waiter that a
+		 * FUTEX_WAKE took off the queue gets 0, even if its timer
+		 * fired before it ran. */
 		rc = syscall(SYS_futex, &q->seq, FUTEX_WAIT_BITSET, s,
 			     deadline == RBUS_FOREVER ? NULL : &ts, NULL,
 			     FUTEX_BITSET_MATCH_ANY);
-		if (rc < 0 && errno == ETIMEDOUT)
-			return -ETIMEDOUT;
-		if (rc < 0 && errno == EINTR)
-			return -EINTR;
-		return 0;
+		if (rc < 0 && errno == ETIMEDOUT) {
+			r = -ETIMEDOUT;
+			expired = true;
+		} else if (rc < 0 && errno == EINTR) {
+			r = -EINTR;
+		}
+		goto out;
 	}
 
 	struct pollfd p[2] = {
@@ -252,27 +262,35 @@ static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline)
 	if (deadline != RBUS_FOREVER) {
 		int64_t left = deadline - rbus_now();
 
-		if (left <= 0)
-			return -ETIMEDOUT;
+		if (left <= 0) {
+			r = -ETIMEDOUT;
+			goto out;
+		}
 		/* Round up: poll() may wake early by less than a tick, and a
 		 * timed call must not report a timeout before its deadline. */
 		left = (left + 999999) / 1000000;
 		timeout_ms = left > INT_MAX ? INT_MAX : (int)left;
 	}
+	/* poll() looks at the fds once more after its timer fires: a token
+	 * written before then makes it return 1, not 0. */
 	rc = poll(p, 2, timeout_ms);
-	if (rc == 0)
-		return -ETIMEDOUT;
-	if (rc < 0)
-		return errno == EINTR ? -EINTR : 0;
-	if (rc > 0 && (p[0].revents & POLLIN)) {
+	if (rc == 0) {
+		r = -ETIMEDOUT;
+		expired = true;
+	} else if (rc < 0) {
+		r = errno == EINTR ? -EINTR : 0;
+	} else if (p[0].revents & POLLIN) {
 		uint64_t token;
+		/* Take one token (semaphore mode).  It fails with EAGAIN if
+		 * another sleeper took it first; we re-check either way. */
+		ssize_t got = read(ch->my_efd, &token, sizeof(token));
 
-		/* Take one token (semaphore mode).  EAGAIN: another sleeper
-		 * took it first; we re-check anyway. */
-		if (read(ch->my_efd, &token, sizeof(token)) < 0 && errno != EAGAIN)
-			return 0;
+		(void)got;
 	}
-	return 0;
+out:
+	RBUS_SLEEP_HOOK(expired ? RBUS_SLEEP_EXPIRED : RBUS_SLEEP_WOKEN, deadline);
+	(void)expired;
+	return r;
 }
 
 /* The call could not move: has the peer role hung up for good?  Then one
