@@ -32,6 +32,16 @@
  * generation only then.  So every sleeper must see every generation, in
  * order, and none can be skipped.
  *
+ * One departure from the library: registrations are counted apart by the
+ * parity of the generation they wait for.  A sleeper may see g, acknowledge
+ * it and register for g + 1 while the waker, late, has yet to take the
+ * registrations for g (W4).  In the library that waker bumps the word after
+ * taking them, so the sleeper sees it move and registers afresh; here the
+ * word moves only with the generation, so the waker of g would take the
+ * registration for g + 1, and the sleeper, believing it pending, would
+ * sleep through g + 1 (seen in a test with the waker stopped before W4).
+ * With the counts apart, the waker of g takes only registrations for g.
+ *
  * Signals.  Workers of even index install the SIGUSR1 handler with
  * SA_RESTART, those of odd index without it and open their channels with
  * RBUS_CHANNEL_EINTR, retrying each -EINTR with the same deadline.  The
@@ -106,7 +116,8 @@ struct ctl {
 	 * their own, apart from the acknowledgements. */
 	struct {
 		_Atomic uint32_t word;     /* futex word: (u32)generation */
-		_Atomic uint32_t sleepers; /* registrations since the last wake */
+		_Atomic uint32_t sleepers[2]; /* registrations for the next
+						 generation, by its parity */
 		_Atomic uint64_t gen;      /* 64-bit generation */
 		_Atomic int64_t gen_ns;    /* when it was published */
 		_Atomic bool last;         /* the final generation */
@@ -629,7 +640,8 @@ static int sleeper(struct run *R, unsigned id)
 			s = cur;
 			registered = true;
 			/* S2 (release, as R6): pairs with the waker's acquire W4. */
-			atomic_fetch_add_explicit(&c->g.sleepers, 1, memory_order_release);
+			atomic_fetch_add_explicit(&c->g.sleepers[(cur + 1) & 1], 1,
+						  memory_order_release);
 			jit(RBUS_J_SLEEPER_REGISTER);
 		}
 		/* S3, F1: pairs with the waker's F2: the re-check below sees
@@ -720,10 +732,11 @@ static int waker(struct run *R)
 		/* W2, F2: pairs with the sleepers' F1. */
 		atomic_thread_fence(memory_order_seq_cst);
 		/* W3 */
-		if (atomic_load_explicit(&c->g.sleepers, memory_order_relaxed)) {
+		if (atomic_load_explicit(&c->g.sleepers[g & 1], memory_order_relaxed)) {
 			jit(RBUS_J_WAKER_SLEEPERS);
 			/* W4 (acquire): pairs with the sleepers' S2. */
-			taken = atomic_exchange_explicit(&c->g.sleepers, 0, memory_order_acquire);
+			taken = atomic_exchange_explicit(&c->g.sleepers[g & 1], 0,
+							 memory_order_acquire);
 			if (taken) {
 				long woke;
 
