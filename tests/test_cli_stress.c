@@ -158,6 +158,7 @@ START_TEST(channel_runs_pass)
 	ck_assert_uint_eq(jnum(&r, "ops"), jnum(&r, "sent"));
 	ck_assert_uint_gt(jnum(&r, "sleeps"), 0);
 	ck_assert_uint_gt(jnum(&r, "wakes"), 0);
+	(void)jnum(&r, "excused");      /* the key is there */
 	ck_assert_msg(count_of(r.out, "\"start\":4294967196") == 2, "%s", r.out);
 	ck_assert_msg(count_of(r.out, "\"crossed_2_32\":true") == 2, "%s", r.out);
 	ck_assert_str_eq(r.err, "");
@@ -178,6 +179,7 @@ START_TEST(channel_summary)
 				     "1 consumer, capacity 16, max-msg 1024 B, traffic steady"),
 		      "%s", r.out);
 	ck_assert_msg(cli_has(r.out, "40000 messages received"), "%s", r.out);
+	ck_assert_msg(cli_has(r.out, "\n  timeouts ") && cli_has(r.out, " (excused "), "%s", r.out);
 	ck_assert_msg(cli_has(r.out, "stalls 0, lost 0, duplicated 0, reordered 0, corrupt 0, "
 				     "errors 0\n"), "%s", r.out);
 	ck_assert_msg(cli_has(r.out, "\nPASS\n"), "%s", r.out);

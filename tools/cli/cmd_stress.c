@@ -176,9 +176,9 @@ static void summary(const struct rb_stress_cfg *c, const struct rb_stress_result
 		print_word("space", r, 1);
 		printf("\n");
 	}
-	printf("  timeouts %" PRIu64 ", EINTR %" PRIu64 "; signals sent %" PRIu64 ", handled %"
-	       PRIu64 ", stops %" PRIu64 "\n", r->timeouts, r->eintr, r->signals_sent,
-	       r->signals_handled, r->stops);
+	printf("  timeouts %" PRIu64 " (excused %" PRIu64 "), EINTR %" PRIu64 "; signals sent %"
+	       PRIu64 ", handled %" PRIu64 ", stops %" PRIu64 "\n", r->timeouts, r->excused,
+	       r->eintr, r->signals_sent, r->signals_handled, r->stops);
 	printf("  stalls %" PRIu64 ", lost %" PRIu64 ", duplicated %" PRIu64 ", reordered %" PRIu64
 	       ", corrupt %" PRIu64 ", errors %" PRIu64 "%s\n", r->stalls, r->lost, r->duplicated,
 	       r->reordered, r->corrupt, r->errors, r->cut_short ? " (cut short)" : "");
@@ -269,6 +269,7 @@ static void json(const struct rb_stress_cfg *c, const struct rb_stress_result *r
 	}
 	rb_json_close(&j, ']');
 	rb_json_u64(&j, "timeouts", r->timeouts);
+	rb_json_u64(&j, "excused", r->excused);
 	rb_json_u64(&j, "eintr", r->eintr);
 	rb_json_u64(&j, "signals_sent", r->signals_sent);
 	rb_json_u64(&j, "signals_handled", r->signals_handled);

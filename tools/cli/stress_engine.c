@@ -94,7 +94,26 @@ struct pstats {
 	_Atomic uint64_t stalls, timeouts, eintr, errors;
 	_Atomic uint64_t sleeps, wakes, woken, blind;
 	_Atomic uint64_t sigs;
+	_Atomic uint64_t pauses;   /* cfg->pauses: stops made */
+	_Atomic uint64_t excused;  /* timers run out with the work there,
+				      which the stall rules cleared */
+	/* What the stall rules (stress_engine.h) read of another process.
+	 * phase: PH_*, of a producer or consumer.  done: a producer's sends
+	 * that returned (its next sequence); a consumer's slots freed; the
+	 * waker's last generation whose wake is over; a sleeper's last
+	 * generation whose ack is over, wake included.  done_ns: when the
+	 * last of them was over.  done_ns is stored before
+	 * done and phase (release), so a reader that acquires either finds
+	 * that time or a later one. */
+	_Atomic int phase;
+	_Atomic uint64_t done;
+	_Atomic int64_t done_ns;
 } __attribute__((aligned(128)));
+
+/* Where a producer or consumer is.  PH_CALL: in a ring call and awake, so
+ * perhaps between a publish and its wake; PH_ASLEEP: asleep in the
+ * library, which publishes nothing in a call before its sleeps. */
+enum { PH_IDLE, PH_CALL, PH_ASLEEP };
 
 struct ctl {
 	/* Start barrier: every process arrives, the last sets go and wakes
@@ -119,12 +138,10 @@ struct ctl {
 		_Atomic uint32_t sleepers[2]; /* registrations for the next
 						 generation, by its parity */
 		_Atomic uint64_t gen;      /* 64-bit generation */
-		_Atomic int64_t gen_ns;    /* when it was published */
 		_Atomic bool last;         /* the final generation */
 	} __attribute__((aligned(128))) g;
 	struct {
 		_Atomic uint32_t acks;     /* futex word of the waker */
-		_Atomic int64_t ack_ns;    /* when an ack came, roughly the last */
 	} __attribute__((aligned(128))) a;
 
 	struct pstats st[];        /* workers, then the signaller */
@@ -238,6 +255,12 @@ static long futex_wake(_Atomic uint32_t *w, int n)
 static uint64_t rng;                   /* per process: seeded after fork */
 static enum rb_stress_jitter jitter_level;
 static struct pstats *sig_stats;       /* the handler's counter */
+static struct pstats *self;            /* this process's block */
+static int64_t pause_ns;               /* cfg->pauses: 1.5 W; else 0 */
+/* The last sleep of the wait in progress, as rbus_test_sleep reports it:
+ * did its timer end it, and its deadline.  Cleared before each wait. */
+static bool slept_out;
+static int64_t slept_until;
 
 static uint32_t rnd(void)
 {
@@ -261,12 +284,27 @@ static void spin_for(uint32_t n)
 		;
 }
 
+/* cfg->pauses: one time in 4, stop here for 1.5 W, as a process does
+ * when its host stops the virtual CPU or its scheduler runs others. */
+static void maybe_pause(void)
+{
+	if (pause_ns && rnd() % 4 == 0) {
+		nap_ns(pause_ns);
+		bump(&self->pauses, 1);
+	}
+}
+
 /* The library calls this at each step of the handshake (and the sleepers
  * mode at the same steps of its own). */
 static void jitter(enum rbus_jitter_point where)
 {
-	uint32_t r = rnd();
+	uint32_t r;
 
+	if (where == RBUS_J_WAKER_SLEEPERS)
+		maybe_pause();     /* published, saw sleepers, not woken yet */
+	if (jitter_level == RB_STRESS_JITTER_NONE)
+		return;
+	r = rnd();
 	if (jitter_level == RB_STRESS_JITTER_HEAVY &&
 	    (where == RBUS_J_SLEEPER_SEQ || where == RBUS_J_SLEEPER_REGISTER)) {
 		/* The window between the sleeper's last look and its
@@ -285,8 +323,38 @@ static void jitter(enum rbus_jitter_point where)
 
 static inline void jit(enum rbus_jitter_point where)
 {
-	if (jitter_level != RB_STRESS_JITTER_NONE)
+	if (jitter_level != RB_STRESS_JITTER_NONE || pause_ns)
 		jitter(where);
+}
+
+/* A producer's or consumer's phase.  Release: a peer that acquires it
+ * finds done_ns as new as when it was stored (pstats). */
+static void set_phase(int ph)
+{
+	atomic_store_explicit(&self->phase, ph, memory_order_release);
+}
+
+/* Where this process's last call (or ack) was over: done_ns, then done. */
+static void set_done(uint64_t done)
+{
+	atomic_store_explicit(&self->done_ns, rbus_now(), memory_order_relaxed);
+	/* Release: pairs with the acquire loads of done in the stall
+	 * rules, which then read this done_ns or a later one. */
+	atomic_store_explicit(&self->done, done, memory_order_release);
+}
+
+/* The library calls this as each sleep of a wait begins and ends. */
+static void on_sleep(enum rbus_sleep_event ev, int64_t until)
+{
+	if (ev == RBUS_SLEEP_BEGIN) {
+		set_phase(PH_ASLEEP);
+		return;
+	}
+	set_phase(PH_CALL);
+	slept_out = ev == RBUS_SLEEP_EXPIRED;
+	slept_until = until;
+	if (!slept_out)
+		maybe_pause();     /* woken, and slow to run on */
 }
 
 /* Bursts and pauses: now and then a pause of up to 1.5 ms, or a yield, so
@@ -309,6 +377,90 @@ static void on_sigusr1(int sig)
 	(void)sig;
 	/* Lock-free, so async-signal-safe; only this handler writes it. */
 	atomic_fetch_add_explicit(&sig_stats->sigs, 1, memory_order_relaxed);
+}
+
+/* ---- stalls (stress_engine.h) ------------------------------------------------
+ *
+ * A wait stalled if its last sleep ran to its own timer although what it
+ * waited for was done - published, and the wake that publish owed issued
+ * or rightly skipped - before that timer's deadline less W/2.  Both halves
+ * are facts, not guesses from how late something came: the library's
+ * rbus_test_sleep hook says whether the timer ended the sleep, and the
+ * process that did the work records when it was over (pstats done,
+ * done_ns).  A working handshake never lets a sleep run to its timer after
+ * such a wake: FUTEX_WAKE takes a waiter off the queue before its timer
+ * can, and a token written into an eventfd is there when poll() looks
+ * again.  A process delayed anywhere - before its wake, or after it was
+ * woken - therefore makes no stall, however long the delay.  The W/2
+ * margin is for the probe, the one sleep that may rightly miss a wake (a
+ * publish in flight as it registered); it ends 10 ms after the
+ * registration, and W is at least 50 ms.
+ */
+
+/* A consumer took message h after a wait.  Its send must have returned
+ * before the deadline less W/2.  And every other producer must be out of
+ * the call it was in then, and have returned before the same time: one
+ * that took the registrations (W4) owes their wake until its W5, which
+ * the send of h, finding nobody registered, does not make. */
+static bool msg_stall_rule(const struct run *R, const struct msg_hdr *h)
+{
+	const struct pstats *st = R->ctl->st;
+	const int64_t before = slept_until - R->cfg->wait_ns / 2;
+
+	/* Acquire: pairs with the producer's release of done (set_done()). */
+	if (atomic_load_explicit(&st[h->producer].done, memory_order_acquire) <= h->seq ||
+	    atomic_load_explicit(&st[h->producer].done_ns, memory_order_relaxed) >= before)
+		return false;
+	for (unsigned p = 0; p < R->cfg->nprod; p++)
+		/* Acquire: pairs with set_phase(), for done_ns.  The other
+		 * producer stored PH_CALL before its W4, which came before
+		 * the send of h found nobody registered, W/2 ago at least:
+		 * long visible, if not ordered for us. */
+		if (p != h->producer &&
+		    (atomic_load_explicit(&st[p].phase, memory_order_acquire) == PH_CALL ||
+		     atomic_load_explicit(&st[p].done_ns, memory_order_relaxed) >= before))
+			return false;
+	return true;
+}
+
+/* A producer's wait for room ran out its timer, and the wait's last try or
+ * a try right after found some.  Every consumer must have returned from its
+ * last call that freed a slot before the deadline less W/2, and none be in
+ * a call now (it may be between a free and its wake).  The try acquired
+ * the free that made the room, and with it the PH_CALL stored before that
+ * free, so each phase read is that one or a later one. */
+static bool room_stall_rule(const struct run *R)
+{
+	const struct rb_stress_cfg *cfg = R->cfg;
+	const struct pstats *st = R->ctl->st + cfg->nprod;
+	const int64_t before = slept_until - cfg->wait_ns / 2;
+
+	for (unsigned c = 0; c < cfg->ncons; c++)
+		/* Acquire: pairs with set_phase(), for done_ns. */
+		if (atomic_load_explicit(&st[c].phase, memory_order_acquire) == PH_CALL ||
+		    atomic_load_explicit(&st[c].done_ns, memory_order_relaxed) >= before)
+			return false;
+	return true;
+}
+
+/* A wait's last sleep ran out its timer with the work there: a stall, or
+ * excused (its wake was still owed, or the work came within W/2 of the
+ * timer), and counted as such.  The rules above are for such waits only. */
+static bool judged(struct run *R, bool stalled)
+{
+	if (!stalled)
+		bump(&R->me->excused, 1);
+	return stalled;
+}
+
+static bool msg_stall(struct run *R, const struct msg_hdr *h)
+{
+	return slept_out && judged(R, msg_stall_rule(R, h));
+}
+
+static bool room_stall(struct run *R)
+{
+	return slept_out && judged(R, room_stall_rule(R));
 }
 
 /* ---- the start barrier ------------------------------------------------------ */
@@ -380,46 +532,62 @@ static int send_one(struct run *R, struct rbus_channel *ch, unsigned id, uint64_
 {
 	const struct rb_stress_cfg *cfg = R->cfg;
 	int64_t dl = rbus_now() + cfg->wait_ns;
+	bool reserved = false;     /* slot is ours, to fill and commit */
 	const char *what;
 	void *slot;
 	int r;
 
+	set_phase(PH_CALL);
+	slept_out = false;
 	if (zero_copy) {
 		what = "rbus_reserve_wait";
 		while ((r = rbus_reserve_wait(ch, &slot, dl)) == -EINTR)
 			bump(&R->me->eintr, 1);
-		if (r == -ETIMEDOUT) {
-			bump(&R->me->timeouts, 1);
-			/* Was there room all along? */
-			r = rbus_reserve(ch, &slot);
-			if (r == -EAGAIN)
-				return 0;
-			if (r == 0)
-				stall(R);
-		}
-		if (r == 0) {
-			msg_fill(slot, id, seq, len);
-			what = "rbus_commit";
-			r = rbus_commit(ch, len);
-		}
+		reserved = r == 0;
 	} else {
 		what = "rbus_send_wait";
 		msg_fill(buf, id, seq, len);
 		while ((r = rbus_send_wait(ch, buf, len, dl)) == -EINTR)
 			bump(&R->me->eintr, 1);
-		if (r == -ETIMEDOUT) {
-			bump(&R->me->timeouts, 1);
-			r = rbus_send(ch, buf, len);
-			if (r == -EAGAIN)
-				return 0;
-			if (r == 0)
-				stall(R);
+	}
+	if (r == 0) {
+		/* The room may have come only at the wait's last try, after
+		 * its timer ran out: the same rule.  (In the copy path our
+		 * publish may wake a consumer before the rule reads it, which
+		 * can only clear, never convict.) */
+		if (room_stall(R))
+			stall(R);
+	} else if (r == -ETIMEDOUT) {
+		bump(&R->me->timeouts, 1);
+		/* Was there room all along?  Asked with a reservation in both
+		 * paths: the stall rule reads the consumers before a publish
+		 * of ours can wake them. */
+		what = "rbus_reserve";
+		r = rbus_reserve(ch, &slot);
+		if (r == -EAGAIN) {
+			set_phase(PH_IDLE);
+			return 0;
 		}
+		if (r == 0) {
+			if (room_stall(R))
+				stall(R);
+			reserved = true;
+			if (!zero_copy)
+				memcpy(slot, buf, len);
+		}
+	}
+	if (reserved) {
+		if (zero_copy)
+			msg_fill(slot, id, seq, len);
+		what = "rbus_commit";
+		r = rbus_commit(ch, len);
 	}
 	if (r) {
 		fail(R, "producer %u: %s: %s", id, what, rbus_strerror(r));
 		return -1;
 	}
+	set_done(seq + 1);
+	set_phase(PH_IDLE);
 	return 1;
 }
 
@@ -473,10 +641,8 @@ out:
 
 /* ---- consumers ------------------------------------------------------------------ */
 
-/* Check and record one message.  @late_dl: the wait that brought it ended at
- * that deadline, which makes it a stall if the message was old by then. */
-static void take(struct run *R, const unsigned char *m, ssize_t n, uint64_t *last,
-		 int64_t late_dl)
+/* Check and record one message, brought by the wait just made. */
+static void take(struct run *R, const unsigned char *m, ssize_t n, uint64_t *last)
 {
 	const struct rb_stress_cfg *cfg = R->cfg;
 	struct msg_hdr h;
@@ -493,7 +659,7 @@ static void take(struct run *R, const unsigned char *m, ssize_t n, uint64_t *las
 		bump(&R->me->corrupt, 1);
 		return;
 	}
-	if (late_dl && h.t_commit < late_dl - cfg->wait_ns / 2)
+	if (msg_stall(R, &h))
 		stall(R);
 	word = &R->bitmap[h.producer * (R->cap / 64) + h.seq / 64];
 	bit = UINT64_C(1) << (h.seq % 64);
@@ -528,13 +694,15 @@ static int consumer(struct run *R, unsigned id)
 		goto out;
 	for (unsigned p = 0; p < cfg->nprod; p++)
 		last[p] = UINT64_MAX;
-	for (uint64_t k = 0;; k++) {
+	for (uint64_t k = 0, freed = 0;; k++) {
 		bool zero_copy = (k >> 6) & 1;
-		int64_t dl, late = 0;
 		const void *p = buf;
+		int64_t dl;
 		ssize_t n;
 
 		traffic_pause(cfg);
+		set_phase(PH_CALL);
+		slept_out = false;
 		dl = rbus_now() + cfg->wait_ns;
 		if (zero_copy)
 			while ((n = rbus_peek_wait(ch, &p, dl)) == -EINTR)
@@ -542,15 +710,12 @@ static int consumer(struct run *R, unsigned id)
 		else
 			while ((n = rbus_recv_wait(ch, buf, cfg->max_msg, dl)) == -EINTR)
 				bump(&R->me->eintr, 1);
-		if (n >= 0 && rbus_now() >= dl)
-			late = dl;       /* taken only by the last try */
 		if (n == -ETIMEDOUT) {
 			bump(&R->me->timeouts, 1);
 			/* Was a message there all along? */
 			n = zero_copy ? rbus_peek(ch, &p) : rbus_recv(ch, buf, cfg->max_msg);
-			if (n >= 0)
-				late = dl;
-			else if (n == -EAGAIN) {
+			if (n == -EAGAIN) {
+				set_phase(PH_IDLE);
 				if (flag(&R->ctl->abort))
 					break;
 				continue;
@@ -563,7 +728,7 @@ static int consumer(struct run *R, unsigned id)
 			     zero_copy ? "rbus_peek_wait" : "rbus_recv_wait", rbus_strerror((int)n));
 			break;
 		}
-		take(R, p, n, last, late);
+		take(R, p, n, last);
 		if (zero_copy) {
 			int rel = rbus_release(ch);
 
@@ -573,6 +738,8 @@ static int consumer(struct run *R, unsigned id)
 				break;
 			}
 		}
+		set_done(++freed);      /* the slot is free, its wake over */
+		set_phase(PH_IDLE);
 	}
 out:
 	rbus_channel_close(ch);
@@ -583,16 +750,19 @@ out:
 
 /* ---- sleepers mode ------------------------------------------------------------------ */
 
-static void ack(struct run *R)
+/* Acknowledge generation g; the last to do so wakes the waker. */
+static void ack(struct run *R, uint64_t g)
 {
 	struct ctl *c = R->ctl;
 
-	atomic_store_explicit(&c->a.ack_ns, rbus_now(), memory_order_relaxed);
-	/* Release: with the ack_ns above, to the waker's acquire load of
-	 * the count (every ack is in the release sequence of the count). */
+	/* Release: orders nothing the waker reads through the count; kept
+	 * for the count's own sake (every ack in its release sequence). */
 	if (atomic_fetch_add_explicit(&c->a.acks, 1, memory_order_release) + 1 ==
-	    R->cfg->sleepers)
+	    R->cfg->sleepers) {
+		maybe_pause();     /* the last ack in, the waker not woken */
 		futex_wake(&c->a.acks, 1);
+	}
+	set_done(g);
 }
 
 static int sleeper(struct run *R, unsigned id)
@@ -608,7 +778,7 @@ static int sleeper(struct run *R, unsigned id)
 		return 0;
 	for (;;) {
 		/* S1.  Acquire: pairs with the waker's release publish; we
-		 * read gen, gen_ns, last and the reset acks through it. */
+		 * read gen, last and the reset acks through it. */
 		uint32_t cur = atomic_load_explicit(&c->g.word, memory_order_acquire);
 		int r;
 
@@ -629,7 +799,7 @@ static int sleeper(struct run *R, unsigned id)
 			bump(&R->me->ops, 1);
 			dl = 0;
 			registered = false;
-			ack(R);
+			ack(R, g);
 			if (last)
 				break;
 			continue;
@@ -661,21 +831,47 @@ static int sleeper(struct run *R, unsigned id)
 			continue;          /* the deadline stays */
 		}
 		if (r == -ETIMEDOUT) {
+			const struct pstats *wk = &c->st[R->cfg->sleepers];
+
 			bump(&R->me->timeouts, 1);
-			/* Acquire: pairs with W1, so gen_ns is the new generation's. */
-			if (atomic_load_explicit(&c->g.word, memory_order_acquire) != (uint32_t)seen &&
-			    atomic_load_explicit(&c->g.gen_ns, memory_order_relaxed) < dl - W / 2)
+			/* A stall if the waker was done with the next
+			 * generation, wake included, W/2 before our timer ran
+			 * out ("Stalls" above).  Acquire: pairs with the
+			 * waker's set_done(). */
+			if (atomic_load_explicit(&c->g.word, memory_order_relaxed) != (uint32_t)seen &&
+			    judged(R, atomic_load_explicit(&wk->done, memory_order_acquire) > seen &&
+				      atomic_load_explicit(&wk->done_ns, memory_order_relaxed) <
+					      dl - W / 2))
 				stall(R);
 			dl = 0;            /* a new wait */
 			if (flag(&c->abort))
 				break;
+		} else {
+			maybe_pause();     /* woken, and slow to run on */
 		}
 	}
 	return 0;
 }
 
-/* Wait until every sleeper has acknowledged; -1 if the run was aborted. */
-static int wait_acks(struct run *R)
+/* The waker's wait for the acks of generation g ran out its timer: a stall
+ * if every sleeper was done acknowledging, the last one's wake included,
+ * before @before. */
+static bool acks_stall(const struct run *R, uint64_t g, int64_t before)
+{
+	for (unsigned i = 0; i < R->cfg->sleepers; i++) {
+		const struct pstats *st = &R->ctl->st[i];
+
+		/* Acquire: pairs with the sleeper's set_done(). */
+		if (atomic_load_explicit(&st->done, memory_order_acquire) < g ||
+		    atomic_load_explicit(&st->done_ns, memory_order_relaxed) >= before)
+			return false;
+	}
+	return true;
+}
+
+/* Wait until every sleeper has acknowledged generation g; -1 if the run
+ * was aborted. */
+static int wait_acks(struct run *R, uint64_t g)
 {
 	struct ctl *c = R->ctl;
 	const int64_t W = R->cfg->wait_ns;
@@ -697,8 +893,8 @@ static int wait_acks(struct run *R)
 			bump(&R->me->timeouts, 1);
 			/* Our own wakeup, lost?  Else a sleeper is late: its
 			 * stall, if any, is its own to count. */
-			if (atomic_load_explicit(&c->a.acks, memory_order_acquire) >= R->cfg->sleepers &&
-			    atomic_load_explicit(&c->a.ack_ns, memory_order_relaxed) < dl - W / 2)
+			if (atomic_load_explicit(&c->a.acks, memory_order_relaxed) >= R->cfg->sleepers &&
+			    judged(R, acks_stall(R, g, dl - W / 2)))
 				stall(R);
 			dl = rbus_now() + W;
 		}
@@ -722,7 +918,6 @@ static int waker(struct run *R)
 		/* Every sleeper acknowledged g: nobody reads these now. */
 		atomic_store_explicit(&c->a.acks, 0, memory_order_relaxed);
 		atomic_store_explicit(&c->g.last, last, memory_order_relaxed);
-		atomic_store_explicit(&c->g.gen_ns, rbus_now(), memory_order_relaxed);
 		atomic_store_explicit(&c->g.gen, ++g, memory_order_relaxed);
 		/* W1 (release): publishes the generation and the fields above;
 		 * pairs with the sleepers' acquire S1. */
@@ -750,7 +945,8 @@ static int waker(struct run *R)
 					bump(&R->me->blind, 1);
 			}
 		}
-		if (wait_acks(R))
+		set_done(g);       /* the wake of g is over */
+		if (wait_acks(R, g))
 			break;
 		n++;
 		bump(&R->me->ops, 1);
@@ -803,8 +999,12 @@ static int child_main(struct run *R, unsigned index, const sigset_t *oldmask)
 	for (int i = 0; i < 8; i++)
 		rnd();
 	jitter_level = cfg->jitter;
-	if (!cfg->sleepers && cfg->jitter != RB_STRESS_JITTER_NONE)
+	self = R->me;
+	pause_ns = cfg->pauses && !is_signaller ? cfg->wait_ns + cfg->wait_ns / 2 : 0;
+	if (!cfg->sleepers && (cfg->jitter != RB_STRESS_JITTER_NONE || pause_ns))
 		rbus_test_jitter = jitter;
+	if (!cfg->sleepers)
+		rbus_test_sleep = on_sleep;
 	if (cfg->signals && !is_signaller) {
 		struct sigaction sa = { .sa_handler = on_sigusr1 };
 
@@ -932,7 +1132,7 @@ static void collect(const struct run *R, struct rb_stress_result *res)
 
 	res->bytes = res->duplicated = res->reordered = res->corrupt = res->lost = 0;
 	res->stalls = res->timeouts = res->eintr = res->errors = res->signals_handled = 0;
-	res->sleeps = res->wakes = res->woken = res->blind = 0;
+	res->sleeps = res->wakes = res->woken = res->blind = res->pauses = res->excused = 0;
 	for (unsigned i = 0; i < R->nworkers; i++) {
 		const struct pstats *s = &c->st[i];
 		bool sends = cfg->sleepers ? i == cfg->sleepers : i < cfg->nprod;
@@ -959,6 +1159,8 @@ static void collect(const struct run *R, struct rb_stress_result *res)
 		res->wakes += get(&s->wakes);
 		res->woken += get(&s->woken);
 		res->blind += get(&s->blind);
+		res->pauses += get(&s->pauses);
+		res->excused += get(&s->excused);
 	}
 	res->ops = ops;
 	res->sent = sent;
@@ -1234,5 +1436,8 @@ void rb_stress_print_line(FILE *f, const char *name, const struct rb_stress_cfg 
 		(unsigned long long)res->reordered, (unsigned long long)res->corrupt,
 		(unsigned long long)res->errors, res->cut_short ? " (cut short)" : "",
 		res->error[0] ? ": " : "", res->error);
+	if (cfg->pauses)
+		fprintf(f, "%s: pauses %llu excused %llu\n", name,
+			(unsigned long long)res->pauses, (unsigned long long)res->excused);
 	fflush(f);
 }

@@ -17,15 +17,26 @@
  * the sleep/wake handshake through its rbus_test_jitter hook.  Only one run
  * at a time per process (the hook and the signal handler are global).
  *
- * A STALL is a wait, bounded by the timeout W, that ran out while the work
- * it waited for was pending: a consumer's wait that ended at its deadline
- * while a message committed before deadline - W/2 was there to take; a
- * producer's wait for room that ran out while a slot was free (a
- * non-blocking try right after finds one); a sleeper's wait that ran out
- * while a generation published before deadline - W/2 was unseen; the
- * waker's wait for the acknowledgements that ran out although the last had
- * come before deadline - W/2.  The margin of W/2 is for scheduling delays
- * of a loaded machine; a working handshake delivers within a probe (10 ms).
+ * A STALL is a wait, bounded by the timeout W, whose last sleep ran out its
+ * own timer although the work it waited for was over, the wake it owed
+ * included, more than W/2 before that timer's deadline D:
+ *   - consumer: it then took a message whose send had returned before
+ *     D - W/2, while no other producer was in a call or had returned from
+ *     one since D - W/2 (one may hold the registrations, owing their wake);
+ *   - producer: it got room only at the wait's last try, after the timer,
+ *     or a try right after the wait ran out found some; every consumer had
+ *     returned from its last call that freed a slot before D - W/2, and
+ *     none was in a call;
+ *   - sleeper: the waker was done with the next generation, wake
+ *     included, before D - W/2;
+ *   - waker: every sleeper was done acknowledging, the last one's wake of
+ *     the waker included, before D - W/2.
+ * Whether the timer ended the sleep is the library's word (its
+ * rbus_test_sleep hook), or the futex call's in sleepers mode; when work
+ * was over, its process's record.  No delay of a process, however long,
+ * makes a stall: a working handshake never lets a sleep run to its timer
+ * after its wake was issued.  The W/2 margin is for the probe (10 ms), the
+ * one sleep that may rightly miss a wake.
  */
 #ifndef RINGBUS_CLI_STRESS_ENGINE_H
 #define RINGBUS_CLI_STRESS_ENGINE_H
@@ -85,6 +96,11 @@ struct rb_stress_cfg {
 	uint32_t wrap;            /* 0, or start the futex words this far
 				     below 2^32 */
 	bool stop_at_stall;       /* end the run at the first stall */
+	bool pauses;              /* tests: one time in 4, a waker that found
+				     sleepers, a sleeper just woken, or the
+				     last ack stops for 1.5 W before going
+				     on, as on a host that stops a CPU: none
+				     of these is a stall */
 	uint64_t seed;            /* of every random choice */
 	/* Called by the supervising process about every 200 ms with the
 	 * figures so far (a hint: read while the run goes on), or NULL. */
@@ -113,6 +129,10 @@ struct rb_stress_result {
 	uint64_t signals_sent;    /* SIGUSR1 sent by the signaller */
 	uint64_t signals_handled; /* handler runs (pending ones coalesce) */
 	uint64_t stops;           /* SIGSTOP/SIGCONT pairs */
+	uint64_t pauses;          /* cfg->pauses: the stops made */
+	uint64_t excused;         /* waits whose timer ran out with the work
+				     there but its wake still owed (a delayed
+				     process): not stalls */
 	uint64_t errors;          /* unexpected results, dead processes */
 	bool cut_short;           /* ended before its count: a stall with
 				     stop_at_stall, an error, the bitmap full */
