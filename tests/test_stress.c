@@ -90,24 +90,27 @@ END_TEST
  * message at the deadline).  Channel runs take the detector's traffic, and
  * bursts into a small ring, so that producers wait for room too. */
 static const struct {
-	unsigned sleepers;
+	unsigned sleepers, nprod, ncons;
 	enum rbus_kind kind;
 	uint32_t wakeup;
 	enum rb_stress_traffic traffic;
 	uint32_t capacity;
 } paused[] = {
-	{ 0, RBUS_KIND_SPSC, RBUS_WAKE_FUTEX, RB_STRESS_SPARSE, 16 },
-	{ 0, RBUS_KIND_MPMC, RBUS_WAKE_EVENTFD, RB_STRESS_SPARSE, 16 },
-	{ 0, RBUS_KIND_SPSC, RBUS_WAKE_FUTEX, RB_STRESS_BURSTS, 4 },
-	{ 0, RBUS_KIND_MPMC, RBUS_WAKE_EVENTFD, RB_STRESS_BURSTS, 4 },
-	{ 2, 0, 0, RB_STRESS_BURSTS, 0 },
+	{ 0, 1, 1, RBUS_KIND_SPSC, RBUS_WAKE_FUTEX, RB_STRESS_SPARSE, 16 },
+	{ 0, 1, 1, RBUS_KIND_MPMC, RBUS_WAKE_EVENTFD, RB_STRESS_SPARSE, 16 },
+	{ 0, 1, 1, RBUS_KIND_SPSC, RBUS_WAKE_FUTEX, RB_STRESS_BURSTS, 4 },
+	{ 0, 1, 1, RBUS_KIND_MPMC, RBUS_WAKE_EVENTFD, RB_STRESS_BURSTS, 4 },
+	/* Two of each: an eventfd token may go to the other sleeper. */
+	{ 0, 2, 2, RBUS_KIND_MPMC, RBUS_WAKE_EVENTFD, RB_STRESS_BURSTS, 4 },
+	{ 2, 1, 1, 0, 0, RB_STRESS_BURSTS, 0 },
 };
 
 START_TEST(pauses_are_not_stalls)
 {
 	struct rb_stress_cfg cfg = {
 		.sleepers = paused[_i].sleepers, .kind = paused[_i].kind,
-		.wakeup = paused[_i].wakeup, .nprod = 1, .ncons = 1, .count = 100000,
+		.wakeup = paused[_i].wakeup, .nprod = paused[_i].nprod,
+		.ncons = paused[_i].ncons, .count = 100000,
 		.capacity = paused[_i].capacity, .max_msg = 64, .traffic = paused[_i].traffic,
 		.jitter = RB_STRESS_JITTER_HEAVY, .wait_ns = 100000000,
 		.duration_ns = 4000000000, .pauses = true, .seed = (unsigned)_i + 11,

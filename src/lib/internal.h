@@ -187,8 +187,9 @@ enum rbus_jitter_point {
 	RBUS_J_WAKER_SEQ,         /* after bumping the futex word, before waking */
 };
 /* And a hook called as each sleep of rbus_wait_loop() begins and ends, with
- * the deadline it was given: the stress engine's stall rule needs to know
- * whether a wait's last sleep ran out its own timer or was woken. */
+ * the deadline it was given and whether it is a probe (wait.c): the stress
+ * engine's stall rule needs to know whether a wait's last sleep ran out its
+ * own timer or was woken, and a probe may rightly run out with work there. */
 enum rbus_sleep_event {
 	RBUS_SLEEP_BEGIN,         /* about to sleep until `until` */
 	RBUS_SLEEP_WOKEN,         /* woken, interrupted, or the word had moved:
@@ -197,20 +198,20 @@ enum rbus_sleep_event {
 };
 #ifdef RBUS_TEST_HOOKS
 extern void (*rbus_test_jitter)(enum rbus_jitter_point where);
-extern void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until);
+extern void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until, bool probe);
 #define RBUS_JITTER(w)                                                         \
 	do {                                                                   \
 		if (rbus_test_jitter)                                          \
 			rbus_test_jitter(w);                                   \
 	} while (0)
-#define RBUS_SLEEP_HOOK(ev, until)                                             \
+#define RBUS_SLEEP_HOOK(ev, until, probe)                                      \
 	do {                                                                   \
 		if (rbus_test_sleep)                                           \
-			rbus_test_sleep(ev, until);                            \
+			rbus_test_sleep(ev, until, probe);                     \
 	} while (0)
 #else
 #define RBUS_JITTER(w) ((void)0)
-#define RBUS_SLEEP_HOOK(ev, until) ((void)0)
+#define RBUS_SLEEP_HOOK(ev, until, probe) ((void)0)
 #endif
 
 /*

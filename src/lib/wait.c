@@ -74,7 +74,7 @@
 
 #ifdef RBUS_TEST_HOOKS
 void (*rbus_test_jitter)(enum rbus_jitter_point where);
-void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until);
+void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until, bool probe);
 #endif
 
 /* How long the first sleep after a registration lasts (see above): the
@@ -220,11 +220,12 @@ static bool rbus_peer_hung_up(const struct rbus_channel *ch)
 /*
  * Sleep on q until woken, the deadline, a signal, or (eventfd) close.
  * Returns 0 (woken, or a spurious or stale wakeup: the caller re-checks),
- * -ETIMEDOUT, or -EINTR.  The test hook hears whether the timer ended it:
- * a deadline that had passed before poll() was called is not the timer's
- * doing (a token may be waiting), so it counts as woken.
+ * -ETIMEDOUT, or -EINTR.  The test hook hears whether the timer ended it
+ * (a deadline that had passed before poll() was called is not the timer's
+ * doing: a token may be waiting, so it counts as woken), and whether the
+ * sleep was a probe; nothing else uses @probe.
  */
-static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline)
+static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline, bool probe)
 {
 	struct rbus_waitq *q = ch->my_q;
 	bool expired = false;
@@ -232,7 +233,7 @@ static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline)
 	long rc;
 
 	count(&q->sleeps);
-	RBUS_SLEEP_HOOK(RBUS_SLEEP_BEGIN, deadline);
+	RBUS_SLEEP_HOOK(RBUS_SLEEP_BEGIN, deadline, probe);
 	if (ch->my_efd < 0) {
 		struct timespec ts = ns_to_ts(deadline);
 
@@ -288,8 +289,8 @@ static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline)
 		(void)got;
 	}
 out:
-	RBUS_SLEEP_HOOK(expired ? RBUS_SLEEP_EXPIRED : RBUS_SLEEP_WOKEN, deadline);
-	(void)expired;
+	RBUS_SLEEP_HOOK(expired ? RBUS_SLEEP_EXPIRED : RBUS_SLEEP_WOKEN, deadline, probe);
+	(void)expired, (void)probe;
 	return r;
 }
 
@@ -412,7 +413,7 @@ int rbus_wait_loop(struct rbus_channel *ch, rbus_try_fn op, struct iovec *iov,
 		if (deadline - now > (long_sleep ? RBUS_LONG_SLEEP_NS : RBUS_PROBE_NS))
 			until = now + (long_sleep ? RBUS_LONG_SLEEP_NS : RBUS_PROBE_NS);
 		/* S5 */
-		r = sleep_on(ch, s, until);
+		r = sleep_on(ch, s, until, !long_sleep);
 		if (r == -EINTR && (ch->flags & RBUS_CHANNEL_EINTR))
 			return -EINTR;
 		now = rbus_now();

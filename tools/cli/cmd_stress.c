@@ -72,12 +72,12 @@ static void usage(FILE *f)
 "      --json                 print one JSON object instead of the summary\n"
 "  -h, --help                 this text\n"
 "\n"
-"A STALL is a wait that ran into its timeout W while the work it waited for was\n"
-"pending: a consumer's, while a message committed more than W/2 before the\n"
-"deadline was in the ring; a producer's, while a slot was free; a sleeper's,\n"
-"while a generation published more than W/2 before the deadline was unseen; the\n"
-"waker's, while every sleeper had acknowledged.  A working handshake delivers\n"
-"within 10 ms; W/2 is the margin for a loaded machine's scheduling.\n"
+"A STALL is a wait whose last sleep (not a 10 ms probe) ran out its own timer\n"
+"although the work it waited for was over, the wake it owed included, more than\n"
+"W/2 before that timer's deadline: a message sent, room freed, a generation\n"
+"published, every acknowledgement in; and no other process that might owe the\n"
+"wake was busy since.  A delayed process makes no stall; such waits are counted\n"
+"as excused.\n"
 "\n"
 "Exit status: 0 when there was no stall, lost, duplicated, reordered or corrupt\n"
 "message (or generation) and no error; 1 otherwise (the summary says which);\n"
@@ -176,7 +176,7 @@ static void summary(const struct rb_stress_cfg *c, const struct rb_stress_result
 		print_word("space", r, 1);
 		printf("\n");
 	}
-	printf("  timeouts %" PRIu64 " (excused %" PRIu64 "), EINTR %" PRIu64 "; signals sent %"
+	printf("  timeouts %" PRIu64 ", excused %" PRIu64 ", EINTR %" PRIu64 "; signals sent %"
 	       PRIu64 ", handled %" PRIu64 ", stops %" PRIu64 "\n", r->timeouts, r->excused,
 	       r->eintr, r->signals_sent, r->signals_handled, r->stops);
 	printf("  stalls %" PRIu64 ", lost %" PRIu64 ", duplicated %" PRIu64 ", reordered %" PRIu64

@@ -11,9 +11,9 @@
  * bitmap of every (producer, sequence) received.
  *
  * Messages (channel mode): a 32-byte header - producer id, total length,
- * 64-bit sequence, CLOCK_MONOTONIC time taken just before the commit, and a
- * CRC-32C over the payload, then the header without the CRC field - and a
- * pseudo-random payload; lengths vary from the header alone to max_msg.
+ * 64-bit sequence, CLOCK_MONOTONIC time the header was written (a record
+ * only), and a CRC-32C over the payload, then the header without the CRC
+ * field - and a pseudo-random payload; lengths vary from the header alone to max_msg.
  * Producers alternate every 64 messages between the copy path
  * (rbus_send_wait) and the zero-copy path (rbus_reserve_wait, written in
  * place, rbus_commit); consumers between rbus_recv_wait and rbus_peek_wait
@@ -46,10 +46,10 @@
  * SA_RESTART, those of odd index without it and open their channels with
  * RBUS_CHANNEL_EINTR, retrying each -EINTR with the same deadline.  The
  * signaller sends SIGUSR1 to random workers in bursts, and one time in 64
- * stops one with SIGSTOP for min(2 ms, W/20) before SIGCONT: far below the
- * W/2 margin of a stall, so a stop alone never makes one.  It stops before
- * the supervisor reaps anyone (it watches with WNOWAIT), so it never signals
- * a recycled pid.
+ * stops one with SIGSTOP for min(2 ms, W/20) before SIGCONT: a delay, which
+ * the stall rules never count, kept short so that runs stay fast.  It stops
+ * before the supervisor reaps anyone (it watches with WNOWAIT), so it never
+ * signals a recycled pid.
  */
 #include "config.h"
 
@@ -102,12 +102,13 @@ struct pstats {
 	 * that returned (its next sequence); a consumer's slots freed; the
 	 * waker's last generation whose wake is over; a sleeper's last
 	 * generation whose ack is over, wake included.  done_ns: when the
-	 * last of them was over.  done_ns is stored before
-	 * done and phase (release), so a reader that acquires either finds
-	 * that time or a later one. */
+	 * last of them was over.  woke_ns: when a sleep of a producer or
+	 * consumer last ended other than by its timer.  Both are stored
+	 * before done and phase (release), so a reader that acquires either
+	 * finds those times or later ones. */
 	_Atomic int phase;
 	_Atomic uint64_t done;
-	_Atomic int64_t done_ns;
+	_Atomic int64_t done_ns, woke_ns;
 } __attribute__((aligned(128)));
 
 /* Where a producer or consumer is.  PH_CALL: in a ring call and awake, so
@@ -151,7 +152,7 @@ struct msg_hdr {
 	uint32_t producer;
 	uint32_t len;              /* header + payload */
 	uint64_t seq;
-	int64_t t_commit;
+	int64_t t_commit;          /* when the header was written: a record */
 	uint32_t crc;              /* CRC-32C: payload, then bytes 0-23, 28-31 */
 	uint32_t zero;
 };
@@ -343,17 +344,21 @@ static void set_done(uint64_t done)
 	atomic_store_explicit(&self->done, done, memory_order_release);
 }
 
-/* The library calls this as each sleep of a wait begins and ends. */
-static void on_sleep(enum rbus_sleep_event ev, int64_t until)
+/* The library calls this as each sleep of a wait begins and ends.  A probe
+ * that runs out is not judged: it may rightly miss a publish in flight as
+ * the sleeper re-checked, and it may have begun any time after that. */
+static void on_sleep(enum rbus_sleep_event ev, int64_t until, bool probe)
 {
 	if (ev == RBUS_SLEEP_BEGIN) {
 		set_phase(PH_ASLEEP);
 		return;
 	}
+	if (ev == RBUS_SLEEP_WOKEN)
+		atomic_store_explicit(&self->woke_ns, rbus_now(), memory_order_relaxed);
 	set_phase(PH_CALL);
-	slept_out = ev == RBUS_SLEEP_EXPIRED;
+	slept_out = ev == RBUS_SLEEP_EXPIRED && !probe;
 	slept_until = until;
-	if (!slept_out)
+	if (ev == RBUS_SLEEP_WOKEN)
 		maybe_pause();     /* woken, and slow to run on */
 }
 
@@ -387,65 +392,81 @@ static void on_sigusr1(int sig)
  * are facts, not guesses from how late something came: the library's
  * rbus_test_sleep hook says whether the timer ended the sleep, and the
  * process that did the work records when it was over (pstats done,
- * done_ns).  A working handshake never lets a sleep run to its timer after
- * such a wake: FUTEX_WAKE takes a waiter off the queue before its timer
- * can, and a token written into an eventfd is there when poll() looks
- * again.  A process delayed anywhere - before its wake, or after it was
- * woken - therefore makes no stall, however long the delay.  The W/2
- * margin is for the probe, the one sleep that may rightly miss a wake (a
- * publish in flight as it registered); it ends 10 ms after the
- * registration, and W is at least 50 ms.
+ * done_ns).  A working handshake never lets a sleep other than a probe run
+ * to its timer after such a wake: FUTEX_WAKE takes a waiter off the queue
+ * before its timer can, and a token written into an eventfd is there when
+ * poll() looks again - unless another sleeper of the same role took it,
+ * which then owes the work.  So the rules also clear a wait while any
+ * other process that might owe the wake or the work (a waker between
+ * taking registrations and waking, a sleeper holding a token) is in a
+ * call, or has been woken or done with one since the deadline less W/2.
+ * A process delayed anywhere therefore makes no stall, however long the
+ * delay.  Probes are not judged (on_sleep()); the W/2 margin is slack.
+ *
+ * The other processes' records are read after W/2 at least has passed
+ * since what they record, so they are long visible even where nothing
+ * orders them for us.
  */
 
-/* A consumer took message h after a wait.  Its send must have returned
- * before the deadline less W/2.  And every other producer must be out of
- * the call it was in then, and have returned before the same time: one
- * that took the registrations (W4) owes their wake until its W5, which
- * the send of h, finding nobody registered, does not make. */
+/* Might process st owe the wake or the work judged: in a call now, or
+ * done with one, or woken, since @before? */
+static bool busy_since(const struct pstats *st, int64_t before)
+{
+	/* Acquire: pairs with set_phase(), for done_ns and woke_ns. */
+	return atomic_load_explicit(&st->phase, memory_order_acquire) == PH_CALL ||
+	       atomic_load_explicit(&st->done_ns, memory_order_relaxed) >= before ||
+	       atomic_load_explicit(&st->woke_ns, memory_order_relaxed) >= before;
+}
+
+/* Is any of the n processes from st, but @skip, busy since @before? */
+static bool any_busy(const struct pstats *st, unsigned n, const struct pstats *skip,
+		     int64_t before)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (&st[i] != skip && busy_since(&st[i], before))
+			return true;
+	return false;
+}
+
+/* A consumer took message h after a wait whose last sleep ran out.  A
+ * stall if the send of h had returned before the deadline less W/2, and no
+ * other producer (one that took the registrations at W4 owes their wake
+ * until W5, and the send of h, finding none, made no wake) nor other
+ * consumer (one may hold the eventfd token meant for us) was busy since. */
 static bool msg_stall_rule(const struct run *R, const struct msg_hdr *h)
 {
+	const struct rb_stress_cfg *cfg = R->cfg;
 	const struct pstats *st = R->ctl->st;
-	const int64_t before = slept_until - R->cfg->wait_ns / 2;
+	const int64_t before = slept_until - cfg->wait_ns / 2;
 
 	/* Acquire: pairs with the producer's release of done (set_done()). */
 	if (atomic_load_explicit(&st[h->producer].done, memory_order_acquire) <= h->seq ||
 	    atomic_load_explicit(&st[h->producer].done_ns, memory_order_relaxed) >= before)
 		return false;
-	for (unsigned p = 0; p < R->cfg->nprod; p++)
-		/* Acquire: pairs with set_phase(), for done_ns.  The other
-		 * producer stored PH_CALL before its W4, which came before
-		 * the send of h found nobody registered, W/2 ago at least:
-		 * long visible, if not ordered for us. */
-		if (p != h->producer &&
-		    (atomic_load_explicit(&st[p].phase, memory_order_acquire) == PH_CALL ||
-		     atomic_load_explicit(&st[p].done_ns, memory_order_relaxed) >= before))
-			return false;
-	return true;
+	return !any_busy(st, cfg->nprod, &st[h->producer], before) &&
+	       !any_busy(st + cfg->nprod, cfg->ncons, R->me, before);
 }
 
-/* A producer's wait for room ran out its timer, and the wait's last try or
- * a try right after found some.  Every consumer must have returned from its
- * last call that freed a slot before the deadline less W/2, and none be in
- * a call now (it may be between a free and its wake).  The try acquired
- * the free that made the room, and with it the PH_CALL stored before that
- * free, so each phase read is that one or a later one. */
+/* A producer's wait ran out and then got room: at the wait's last try, or
+ * the re-check after a long sleep's period, or a try right after
+ * -ETIMEDOUT.  A stall if no consumer (the one whose free made the room
+ * may be between that free and its wake) nor other producer (one may hold
+ * the token meant for us) was busy since the deadline less W/2.  The try
+ * acquired the free that made the room, and with it the PH_CALL stored
+ * before that free, so that consumer's phase read is that one or later. */
 static bool room_stall_rule(const struct run *R)
 {
 	const struct rb_stress_cfg *cfg = R->cfg;
-	const struct pstats *st = R->ctl->st + cfg->nprod;
+	const struct pstats *st = R->ctl->st;
 	const int64_t before = slept_until - cfg->wait_ns / 2;
 
-	for (unsigned c = 0; c < cfg->ncons; c++)
-		/* Acquire: pairs with set_phase(), for done_ns. */
-		if (atomic_load_explicit(&st[c].phase, memory_order_acquire) == PH_CALL ||
-		    atomic_load_explicit(&st[c].done_ns, memory_order_relaxed) >= before)
-			return false;
-	return true;
+	return !any_busy(st + cfg->nprod, cfg->ncons, NULL, before) &&
+	       !any_busy(st, cfg->nprod, R->me, before);
 }
 
 /* A wait's last sleep ran out its timer with the work there: a stall, or
- * excused (its wake was still owed, or the work came within W/2 of the
- * timer), and counted as such.  The rules above are for such waits only. */
+ * excused by the rules above (the wake was still owed, or its work came
+ * within W/2 of the timer), and counted as such. */
 static bool judged(struct run *R, bool stalled)
 {
 	if (!stalled)
@@ -633,8 +654,13 @@ static int producer(struct run *R, unsigned id)
 					 : cfg->wait_ns + cfg->wait_ns / 2);
 	}
 out:
-	/* The close is the hang-up the consumers end on. */
+	/* The close is the hang-up the consumers end on.  It wakes the
+	 * consumers like a send (it may take their registrations), so it is
+	 * a call for the stall rules. */
+	set_phase(PH_CALL);
 	rbus_channel_close(ch);
+	set_done(seq);
+	set_phase(PH_IDLE);
 	free(buf);
 	return err ? 1 : 0;
 }
@@ -755,8 +781,8 @@ static void ack(struct run *R, uint64_t g)
 {
 	struct ctl *c = R->ctl;
 
-	/* Release: orders nothing the waker reads through the count; kept
-	 * for the count's own sake (every ack in its release sequence). */
+	/* Release: pairs with the waker's acquire load of the count, so our
+	 * reads of gen and last come before it overwrites them for g + 1. */
 	if (atomic_fetch_add_explicit(&c->a.acks, 1, memory_order_release) + 1 ==
 	    R->cfg->sleepers) {
 		maybe_pause();     /* the last ack in, the waker not woken */

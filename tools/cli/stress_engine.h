@@ -17,16 +17,17 @@
  * the sleep/wake handshake through its rbus_test_jitter hook.  Only one run
  * at a time per process (the hook and the signal handler are global).
  *
- * A STALL is a wait, bounded by the timeout W, whose last sleep ran out its
- * own timer although the work it waited for was over, the wake it owed
- * included, more than W/2 before that timer's deadline D:
+ * A STALL is a wait, bounded by the timeout W, whose last sleep (not a
+ * probe) ran out its own timer although the work it waited for was over,
+ * the wake it owed included, more than W/2 before that timer's deadline D:
  *   - consumer: it then took a message whose send had returned before
- *     D - W/2, while no other producer was in a call or had returned from
- *     one since D - W/2 (one may hold the registrations, owing their wake);
- *   - producer: it got room only at the wait's last try, after the timer,
- *     or a try right after the wait ran out found some; every consumer had
- *     returned from its last call that freed a slot before D - W/2, and
- *     none was in a call;
+ *     D - W/2, and no other producer (it may hold the registrations, owing
+ *     their wake) nor other consumer (it may hold the eventfd token) was in
+ *     a call, done with one or woken since D - W/2;
+ *   - producer: it got room after that sleep (at the wait's last try, or a
+ *     try right after -ETIMEDOUT), and no consumer (the one that freed the
+ *     room may be between its free and its wake) nor other producer was in
+ *     a call, done with one or woken since D - W/2;
  *   - sleeper: the waker was done with the next generation, wake
  *     included, before D - W/2;
  *   - waker: every sleeper was done acknowledging, the last one's wake of
@@ -34,9 +35,11 @@
  * Whether the timer ended the sleep is the library's word (its
  * rbus_test_sleep hook), or the futex call's in sleepers mode; when work
  * was over, its process's record.  No delay of a process, however long,
- * makes a stall: a working handshake never lets a sleep run to its timer
- * after its wake was issued.  The W/2 margin is for the probe (10 ms), the
- * one sleep that may rightly miss a wake.
+ * makes a stall: a working handshake never lets a sleep other than a probe
+ * run to its timer after its wake was issued, except that an eventfd token
+ * may go to another sleeper of the role, which then owes the work.  A
+ * probe (10 ms) may rightly miss a publish in flight, so it is not judged.
+ * The W/2 margin is slack.
  */
 #ifndef RINGBUS_CLI_STRESS_ENGINE_H
 #define RINGBUS_CLI_STRESS_ENGINE_H
@@ -130,9 +133,10 @@ struct rb_stress_result {
 	uint64_t signals_handled; /* handler runs (pending ones coalesce) */
 	uint64_t stops;           /* SIGSTOP/SIGCONT pairs */
 	uint64_t pauses;          /* cfg->pauses: the stops made */
-	uint64_t excused;         /* waits whose timer ran out with the work
-				     there but its wake still owed (a delayed
-				     process): not stalls */
+	uint64_t excused;         /* waits whose last sleep (not a probe) ran
+				     out its timer with the work there, which
+				     the rules cleared: a delayed process, or
+				     work within W/2 of the timer */
 	uint64_t errors;          /* unexpected results, dead processes */
 	bool cut_short;           /* ended before its count: a stall with
 				     stop_at_stall, an error, the bitmap full */
