@@ -282,11 +282,16 @@ static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline, bool 
 		r = errno == EINTR ? -EINTR : 0;
 	} else if (p[0].revents & POLLIN) {
 		uint64_t token;
+		ssize_t got;
+
+		/* The hook hears of the wake before the token is taken: from
+		 * the read on, this sleeper owes the work the token was for. */
+		RBUS_SLEEP_HOOK(RBUS_SLEEP_WOKEN, deadline, probe);
 		/* Take one token (semaphore mode).  It fails with EAGAIN if
 		 * another sleeper took it first; we re-check either way. */
-		ssize_t got = read(ch->my_efd, &token, sizeof(token));
-
+		got = read(ch->my_efd, &token, sizeof(token));
 		(void)got;
+		return 0;
 	}
 out:
 	RBUS_SLEEP_HOOK(expired ? RBUS_SLEEP_EXPIRED : RBUS_SLEEP_WOKEN, deadline, probe);

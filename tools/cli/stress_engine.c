@@ -103,12 +103,13 @@ struct pstats {
 	 * waker's last generation whose wake is over; a sleeper's last
 	 * generation whose ack is over, wake included.  done_ns: when the
 	 * last of them was over.  woke_ns: when a sleep of a producer or
-	 * consumer last ended other than by its timer.  Both are stored
-	 * before done and phase (release), so a reader that acquires either
-	 * finds those times or later ones. */
+	 * consumer last ended other than by its timer.  idle_ns: when it
+	 * last went PH_IDLE.  All are stored before done and phase
+	 * (release), so a reader that acquires either finds those times or
+	 * later ones. */
 	_Atomic int phase;
 	_Atomic uint64_t done;
-	_Atomic int64_t done_ns, woke_ns;
+	_Atomic int64_t done_ns, woke_ns, idle_ns;
 } __attribute__((aligned(128)));
 
 /* Where a producer or consumer is.  PH_CALL: in a ring call and awake, so
@@ -332,6 +333,8 @@ static inline void jit(enum rbus_jitter_point where)
  * finds done_ns as new as when it was stored (pstats). */
 static void set_phase(int ph)
 {
+	if (ph == PH_IDLE)
+		atomic_store_explicit(&self->idle_ns, rbus_now(), memory_order_relaxed);
 	atomic_store_explicit(&self->phase, ph, memory_order_release);
 }
 
@@ -388,44 +391,59 @@ static void on_sigusr1(int sig)
  *
  * A wait stalled if its last sleep ran to its own timer although what it
  * waited for was done - published, and the wake that publish owed issued
- * or rightly skipped - before that timer's deadline less W/2.  Both halves
- * are facts, not guesses from how late something came: the library's
- * rbus_test_sleep hook says whether the timer ended the sleep, and the
- * process that did the work records when it was over (pstats done,
- * done_ns).  A working handshake never lets a sleep other than a probe run
- * to its timer after such a wake: FUTEX_WAKE takes a waiter off the queue
- * before its timer can, and a token written into an eventfd is there when
- * poll() looks again - unless another sleeper of the same role took it,
- * which then owes the work.  So the rules also clear a wait while any
- * other process that might owe the wake or the work (a waker between
- * taking registrations and waking, a sleeper holding a token) is in a
- * call, or has been woken or done with one since the deadline less W/2.
- * A process delayed anywhere therefore makes no stall, however long the
- * delay.  Probes are not judged (on_sleep()); the W/2 margin is slack.
+ * or rightly skipped - before that timer's deadline less a margin (W/2, at
+ * most 500 ms: margin()).  Both halves are facts, not guesses from how
+ * late something came: the library's rbus_test_sleep hook says whether the
+ * timer ended the sleep, and the process that did the work records when
+ * it was over (pstats done, done_ns).  A working handshake never lets a
+ * sleep other than a probe run to its timer after such a wake: FUTEX_WAKE
+ * takes a waiter off the queue before its timer can, and a token written
+ * into an eventfd is there when poll() looks again - unless another
+ * sleeper of the same role took it, which then owes the work.  So the
+ * rules also clear a wait while any other process that might owe the wake
+ * or the work (a waker between taking registrations and waking, a sleeper
+ * holding a token, a consumer stuck between calls) is in a call, or has
+ * been woken or done with one since then.  A process delayed anywhere
+ * therefore makes no stall, however long the delay.  Probes are not judged
+ * (on_sleep()); the margin is slack, and lets a sleep cut at the library's
+ * 1 s cap be judged.
  *
- * The other processes' records are read after W/2 at least has passed
- * since what they record, so they are long visible even where nothing
- * orders them for us.
+ * The records that convict are at least the margin old, so long visible
+ * even where nothing orders them for us; fresher ones can only clear.
  */
 
 /* Might process st owe the wake or the work judged: in a call now, or
- * done with one, or woken, since @before? */
-static bool busy_since(const struct pstats *st, int64_t before)
+ * done with one, or woken, since @before?  With @stuck, also when it has
+ * been idle since before then: a consumer between calls is gone for at
+ * most a traffic pause (1.5 ms) unless delayed, and one that took a token
+ * and the message it was for, then was delayed, owes the next. */
+static bool busy_since(const struct pstats *st, int64_t before, bool stuck)
 {
-	/* Acquire: pairs with set_phase(), for done_ns and woke_ns. */
-	return atomic_load_explicit(&st->phase, memory_order_acquire) == PH_CALL ||
+	/* Acquire: pairs with set_phase(), for the times. */
+	int ph = atomic_load_explicit(&st->phase, memory_order_acquire);
+
+	return ph == PH_CALL ||
 	       atomic_load_explicit(&st->done_ns, memory_order_relaxed) >= before ||
-	       atomic_load_explicit(&st->woke_ns, memory_order_relaxed) >= before;
+	       atomic_load_explicit(&st->woke_ns, memory_order_relaxed) >= before ||
+	       (stuck && ph == PH_IDLE &&
+		atomic_load_explicit(&st->idle_ns, memory_order_relaxed) < before);
 }
 
 /* Is any of the n processes from st, but @skip, busy since @before? */
 static bool any_busy(const struct pstats *st, unsigned n, const struct pstats *skip,
-		     int64_t before)
+		     int64_t before, bool stuck)
 {
 	for (unsigned i = 0; i < n; i++)
-		if (&st[i] != skip && busy_since(&st[i], before))
+		if (&st[i] != skip && busy_since(&st[i], before, stuck))
 			return true;
 	return false;
+}
+
+/* The margin before the deadline: W/2, but at most half the library's
+ * longest sleep (1 s), so that a sleep cut at that cap can be judged. */
+static int64_t margin(const struct rb_stress_cfg *cfg)
+{
+	return cfg->wait_ns / 2 < 500 * MS ? cfg->wait_ns / 2 : 500 * MS;
 }
 
 /* A consumer took message h after a wait whose last sleep ran out.  A
@@ -437,14 +455,14 @@ static bool msg_stall_rule(const struct run *R, const struct msg_hdr *h)
 {
 	const struct rb_stress_cfg *cfg = R->cfg;
 	const struct pstats *st = R->ctl->st;
-	const int64_t before = slept_until - cfg->wait_ns / 2;
+	const int64_t before = slept_until - margin(cfg);
 
 	/* Acquire: pairs with the producer's release of done (set_done()). */
 	if (atomic_load_explicit(&st[h->producer].done, memory_order_acquire) <= h->seq ||
 	    atomic_load_explicit(&st[h->producer].done_ns, memory_order_relaxed) >= before)
 		return false;
-	return !any_busy(st, cfg->nprod, &st[h->producer], before) &&
-	       !any_busy(st + cfg->nprod, cfg->ncons, R->me, before);
+	return !any_busy(st, cfg->nprod, &st[h->producer], before, false) &&
+	       !any_busy(st + cfg->nprod, cfg->ncons, R->me, before, true);
 }
 
 /* A producer's wait ran out and then got room: at the wait's last try, or
@@ -458,10 +476,14 @@ static bool room_stall_rule(const struct run *R)
 {
 	const struct rb_stress_cfg *cfg = R->cfg;
 	const struct pstats *st = R->ctl->st;
-	const int64_t before = slept_until - cfg->wait_ns / 2;
+	const int64_t before = slept_until - margin(cfg);
 
-	return !any_busy(st + cfg->nprod, cfg->ncons, NULL, before) &&
-	       !any_busy(st, cfg->nprod, R->me, before);
+	/* Producers nap on purpose (sparse traffic), so an idle one is not
+	 * taken for a stuck one: a producer that took the token meant for us
+	 * and then napped leaves room unclaimed, a late wake of the library's
+	 * (design.md §7.3) that is counted. */
+	return !any_busy(st + cfg->nprod, cfg->ncons, NULL, before, false) &&
+	       !any_busy(st, cfg->nprod, R->me, before, false);
 }
 
 /* A wait's last sleep ran out its timer with the work there: a stall, or

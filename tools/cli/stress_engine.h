@@ -19,19 +19,22 @@
  *
  * A STALL is a wait, bounded by the timeout W, whose last sleep (not a
  * probe) ran out its own timer although the work it waited for was over,
- * the wake it owed included, more than W/2 before that timer's deadline D:
+ * the wake it owed included, more than a margin M before that timer's
+ * deadline D (M = W/2; in channel mode at most 500 ms, half the library's
+ * longest sleep):
  *   - consumer: it then took a message whose send had returned before
- *     D - W/2, and no other producer (it may hold the registrations, owing
- *     their wake) nor other consumer (it may hold the eventfd token) was in
- *     a call, done with one or woken since D - W/2;
- *   - producer: it got room after that sleep (at the wait's last try, or a
- *     try right after -ETIMEDOUT), and no consumer (the one that freed the
- *     room may be between its free and its wake) nor other producer was in
- *     a call, done with one or woken since D - W/2;
+ *     D - M, and no other producer (it may hold the registrations, owing
+ *     their wake) nor other consumer (it may hold the eventfd token, or be
+ *     stuck between calls) was in a call, done with one or woken since;
+ *   - producer: it got room after that sleep (at the wait's last try, the
+ *     re-check after a sleep cut at the library's 1 s cap, or a try right
+ *     after -ETIMEDOUT), and no consumer (the one that freed the room may
+ *     be between its free and its wake) nor other producer was in a call,
+ *     done with one or woken since D - M;
  *   - sleeper: the waker was done with the next generation, wake
- *     included, before D - W/2;
+ *     included, before D - M;
  *   - waker: every sleeper was done acknowledging, the last one's wake of
- *     the waker included, before D - W/2.
+ *     the waker included, before D - M.
  * Whether the timer ended the sleep is the library's word (its
  * rbus_test_sleep hook), or the futex call's in sleepers mode; when work
  * was over, its process's record.  No delay of a process, however long,
@@ -39,7 +42,7 @@
  * run to its timer after its wake was issued, except that an eventfd token
  * may go to another sleeper of the role, which then owes the work.  A
  * probe (10 ms) may rightly miss a publish in flight, so it is not judged.
- * The W/2 margin is slack.
+ * The margin is slack.
  */
 #ifndef RINGBUS_CLI_STRESS_ENGINE_H
 #define RINGBUS_CLI_STRESS_ENGINE_H
@@ -136,7 +139,7 @@ struct rb_stress_result {
 	uint64_t excused;         /* waits whose last sleep (not a probe) ran
 				     out its timer with the work there, which
 				     the rules cleared: a delayed process, or
-				     work within W/2 of the timer */
+				     work within M of the timer */
 	uint64_t errors;          /* unexpected results, dead processes */
 	bool cut_short;           /* ended before its count: a stall with
 				     stop_at_stall, an error, the bitmap full */
