@@ -447,10 +447,11 @@ static int64_t margin(const struct rb_stress_cfg *cfg)
 }
 
 /* A consumer took message h after a wait whose last sleep ran out.  A
- * stall if the send of h had returned before the deadline less W/2, and no
- * other producer (one that took the registrations at W4 owes their wake
- * until W5, and the send of h, finding none, made no wake) nor other
- * consumer (one may hold the eventfd token meant for us) was busy since. */
+ * stall if the send of h had returned before the deadline less the
+ * margin, and no other producer (one that took the registrations at W4
+ * owes their wake until W5, and the send of h, finding none, made no wake)
+ * nor other consumer (one may hold the eventfd token meant for us, or be
+ * stuck between calls) was busy since. */
 static bool msg_stall_rule(const struct run *R, const struct msg_hdr *h)
 {
 	const struct rb_stress_cfg *cfg = R->cfg;
@@ -469,9 +470,10 @@ static bool msg_stall_rule(const struct run *R, const struct msg_hdr *h)
  * the re-check after a long sleep's period, or a try right after
  * -ETIMEDOUT.  A stall if no consumer (the one whose free made the room
  * may be between that free and its wake) nor other producer (one may hold
- * the token meant for us) was busy since the deadline less W/2.  The try
- * acquired the free that made the room, and with it the PH_CALL stored
- * before that free, so that consumer's phase read is that one or later. */
+ * the token meant for us) was busy since the deadline less the margin.
+ * The try acquired the free that made the room, and with it the PH_CALL
+ * stored before that free, so that consumer's phase read is that one or
+ * later. */
 static bool room_stall_rule(const struct run *R)
 {
 	const struct rb_stress_cfg *cfg = R->cfg;
@@ -488,7 +490,7 @@ static bool room_stall_rule(const struct run *R)
 
 /* A wait's last sleep ran out its timer with the work there: a stall, or
  * excused by the rules above (the wake was still owed, or its work came
- * within W/2 of the timer), and counted as such. */
+ * within the margin of the timer), and counted as such. */
 static bool judged(struct run *R, bool stalled)
 {
 	if (!stalled)
