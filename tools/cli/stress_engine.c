@@ -333,6 +333,7 @@ static inline void jit(enum rbus_jitter_point where)
  * finds done_ns as new as when it was stored (pstats). */
 static void set_phase(int ph)
 {
+	/* Relaxed: published by the release store of phase just below. */
 	if (ph == PH_IDLE)
 		atomic_store_explicit(&self->idle_ns, rbus_now(), memory_order_relaxed);
 	atomic_store_explicit(&self->phase, ph, memory_order_release);
@@ -356,6 +357,7 @@ static void on_sleep(enum rbus_sleep_event ev, int64_t until, bool probe)
 		set_phase(PH_ASLEEP);
 		return;
 	}
+	/* Relaxed: published by set_phase()'s release just below. */
 	if (ev == RBUS_SLEEP_WOKEN)
 		atomic_store_explicit(&self->woke_ns, rbus_now(), memory_order_relaxed);
 	set_phase(PH_CALL);
@@ -595,14 +597,7 @@ static int send_one(struct run *R, struct rbus_channel *ch, unsigned id, uint64_
 		while ((r = rbus_send_wait(ch, buf, len, dl)) == -EINTR)
 			bump(&R->me->eintr, 1);
 	}
-	if (r == 0) {
-		/* The room may have come only at the wait's last try, after
-		 * its timer ran out: the same rule.  (In the copy path our
-		 * publish may wake a consumer before the rule reads it, which
-		 * can only clear, never convict.) */
-		if (room_stall(R))
-			stall(R);
-	} else if (r == -ETIMEDOUT) {
+	if (r == -ETIMEDOUT) {
 		bump(&R->me->timeouts, 1);
 		/* Was there room all along?  Asked with a reservation in both
 		 * paths: the stall rule reads the consumers before a publish
@@ -613,17 +608,19 @@ static int send_one(struct run *R, struct rbus_channel *ch, unsigned id, uint64_
 			set_phase(PH_IDLE);
 			return 0;
 		}
-		if (r == 0) {
-			if (room_stall(R))
-				stall(R);
-			reserved = true;
-			if (!zero_copy)
-				memcpy(slot, buf, len);
-		}
+		reserved = r == 0;
 	}
+	/* Room, perhaps only at the wait's last try after its timer ran out,
+	 * or after the timeout.  (A copy path that got room in the wait has
+	 * published already and may have woken a consumer before the rule
+	 * reads it, which can only clear, never convict.) */
+	if (r == 0 && room_stall(R))
+		stall(R);
 	if (reserved) {
 		if (zero_copy)
 			msg_fill(slot, id, seq, len);
+		else
+			memcpy(slot, buf, len);     /* filled before the wait */
 		what = "rbus_commit";
 		r = rbus_commit(ch, len);
 	}
@@ -888,6 +885,8 @@ static int sleeper(struct run *R, unsigned id)
 			 * generation, wake included, W/2 before our timer ran
 			 * out ("Stalls" above).  Acquire: pairs with the
 			 * waker's set_done(). */
+			/* Relaxed: only whether a generation is out; the
+			 * acquire of done orders what convicts. */
 			if (atomic_load_explicit(&c->g.word, memory_order_relaxed) != (uint32_t)seen &&
 			    judged(R, atomic_load_explicit(&wk->done, memory_order_acquire) > seen &&
 				      atomic_load_explicit(&wk->done_ns, memory_order_relaxed) <
@@ -943,6 +942,8 @@ static int wait_acks(struct run *R, uint64_t g)
 			bump(&R->me->timeouts, 1);
 			/* Our own wakeup, lost?  Else a sleeper is late: its
 			 * stall, if any, is its own to count. */
+			/* Relaxed: only whether the acks are in; the acquires
+			 * in acks_stall() order what convicts. */
 			if (atomic_load_explicit(&c->a.acks, memory_order_relaxed) >= R->cfg->sleepers &&
 			    judged(R, acks_stall(R, g, dl - W / 2)))
 				stall(R);
