@@ -37,6 +37,11 @@
  *                      with it (rbus_region_fds(), rbus_region_attach_fds()).
  *                      Slightly slower to wake, but pollable:
  *                      rbus_channel_fd() returns an fd for epoll/poll.
+ *                      In an MPMC region, where every handle of a role
+ *                      sleeps on the same eventfd, a waiting call also
+ *                      looks up every 10 ms, so that a wakeup read by
+ *                      another handle delays it by 10 ms at most; an idle
+ *                      waiter costs ~100 wakeups/s.
  *
  * Hang-up.  When a role's last handle closes (having been opened at least
  * once), the peers' sleepers are woken.  A consumer still gets every
@@ -179,7 +184,11 @@ int rbus_channel_fd(const struct rbus_channel *ch);
  * crashing peers should also wake up now and then (a timeout).  In a
  * process that cannot register for membarrier(2) (seccomp, old kernels),
  * arming cannot make other processes' wakers see the registration at once:
- * there, use an epoll timeout of at most 10 ms.  A handle stays
+ * there, use an epoll timeout of at most 10 ms.  The same holds for an MPMC
+ * role that more than one handle waits on (armed or in the calls above):
+ * they share one eventfd, and the wakeup meant for one handle can be read
+ * by another (doc/design.md, 7.3); after an epoll timeout, call the handle
+ * and arm again.  A handle stays
  * armed until it is woken; arming twice is harmless.  Thread-safety: as the
  * data-path calls of the handle.
  */

@@ -107,6 +107,9 @@ struct rbus_channel {
 	/* This process could not register for membarrier: its publishes
 	 * need a real fence before the sleepers load (wait.c). */
 	bool fence_publish;
+	/* Eventfd backend, MPMC: the handles of this role share one token
+	 * pool, so a sleep looks at seq every RBUS_SLICE_NS (wait.c). */
+	bool shared_tokens;
 	/* A consumer op freed skipped slots without taking a message (it
 	 * returns -EAGAIN, but producers may have room now). */
 	bool freed;

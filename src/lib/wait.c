@@ -24,7 +24,10 @@
  * and returns at once, or is asleep already and is woken.  With the eventfd
  * backend, W5 writes one token per registration into a semaphore-mode
  * eventfd; tokens stay until read, so a token written before the sleeper
- * polls is not lost either.
+ * polls is not lost either.  But in an MPMC region the handles of a role
+ * share the eventfd, and a fellow sleeper may read the token meant for us:
+ * so such a sleeper looks at seq before it polls and every RBUS_SLICE_NS
+ * while it polls, and a seq that moved ends its sleep (sleep_on()).
  *
  * The waker's fence.  A seq_cst fence at W2 costs little alone, but it waits
  * for the slot's store to leave the store buffer, and a publish to a line
@@ -85,6 +88,12 @@ void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until, bool probe);
  * 1 ms probe made the round trip 1.17-1.29x a bare futex ping-pong, 10 ms
  * 1.01-1.05x. */
 #define RBUS_PROBE_NS 10000000
+/* With the eventfd backend and an MPMC ring, the longest a sleeper polls
+ * before it looks whether a wake took its registration (sleep_on()): a
+ * fellow sleeper of its role may have read that wake's token (design.md
+ * §7.3), so this bounds how late such a wake comes, as the probe bounds a
+ * wake raced away.  An idle waiter pays one wakeup per slice. */
+#define RBUS_SLICE_NS RBUS_PROBE_NS
 /* The longest a long sleep lasts before the sleeper looks again.  A waker
  * that dies between taking the registrations (W4) and waking (W5) leaves
  * its sleepers registered nowhere and seq unbumped: a sleeper that finds
@@ -258,27 +267,48 @@ static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline, bool 
 		{ .fd = ch->my_efd, .events = POLLIN },
 		{ .fd = ch->cancel_efd, .events = POLLIN },
 	};
-	int timeout_ms = -1;
 
-	if (deadline != RBUS_FOREVER) {
-		int64_t left = deadline - rbus_now();
+	for (;;) {
+		int64_t now = rbus_now(), end = deadline, left;
+		int timeout_ms = -1;
 
-		if (left <= 0) {
+		if (ch->shared_tokens) {
+			/* MPMC: a fellow sleeper of our role may have read
+			 * the token of the wake that took our registration
+			 * (design.md §7.3).  That wake bumped seq, so look
+			 * before each slice.  Relaxed: only whether it moved
+			 * matters; the re-check that follows is ordered by
+			 * F1/F2 as every other. */
+			if (atomic_load_explicit(&q->seq, memory_order_relaxed) != s)
+				goto out;
+			if (deadline - now > RBUS_SLICE_NS)
+				end = now + RBUS_SLICE_NS;
+		}
+		if (end != RBUS_FOREVER) {
+			left = end - now;
+			if (left <= 0) {
+				r = -ETIMEDOUT;
+				goto out;
+			}
+			/* Round up: poll() may wake early by less than a
+			 * tick, and a timed call must not report a timeout
+			 * before its deadline. */
+			left = (left + 999999) / 1000000;
+			timeout_ms = left > INT_MAX ? INT_MAX : (int)left;
+		}
+		/* poll() looks at the fds once more after its timer fires: a
+		 * token written before then makes it return 1, not 0. */
+		rc = poll(p, 2, timeout_ms);
+		if (rc != 0)
+			break;
+		if (end == deadline) {
 			r = -ETIMEDOUT;
+			expired = true;
 			goto out;
 		}
-		/* Round up: poll() may wake early by less than a tick, and a
-		 * timed call must not report a timeout before its deadline. */
-		left = (left + 999999) / 1000000;
-		timeout_ms = left > INT_MAX ? INT_MAX : (int)left;
+		/* A slice ended: look at seq again. */
 	}
-	/* poll() looks at the fds once more after its timer fires: a token
-	 * written before then makes it return 1, not 0. */
-	rc = poll(p, 2, timeout_ms);
-	if (rc == 0) {
-		r = -ETIMEDOUT;
-		expired = true;
-	} else if (rc < 0) {
+	if (rc < 0) {
 		r = errno == EINTR ? -EINTR : 0;
 	} else if (p[0].revents & POLLIN) {
 		uint64_t token;
@@ -472,6 +502,8 @@ int rbus_wait_open(struct rbus_channel *ch)
 		ch->spin_pauses = p < 1 ? 1 : p > RBUS_FULL_PAUSES ? RBUS_FULL_PAUSES : p;
 	}
 	ch->fence_publish = !membarrier_ready();
+	/* Several handles may sleep on one eventfd only in MPMC rings. */
+	ch->shared_tokens = ch->my_efd >= 0 && r->hdr.kind == RBUS_HDR_KIND_MPMC;
 	ch->cancel_efd = -1;
 	atomic_init(&ch->refs, 1);
 	atomic_init(&ch->closing, false);

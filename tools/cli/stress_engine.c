@@ -483,9 +483,10 @@ static bool room_stall_rule(const struct run *R)
 	const int64_t before = slept_until - margin(cfg);
 
 	/* Producers nap on purpose (sparse traffic), so an idle one is not
-	 * taken for a stuck one: a producer that took the token meant for us
-	 * and then napped leaves room unclaimed, a late wake of the library's
-	 * (design.md §7.3) that is counted. */
+	 * taken for a stuck one.  A producer that took the token meant for us
+	 * and then napped left us robbed, which the library notices within a
+	 * slice (10 ms, design.md §7.3), inside the margin (25 ms at least):
+	 * beyond it, it is counted. */
 	return !any_busy(st + cfg->nprod, cfg->ncons, NULL, before, false) &&
 	       !any_busy(st, cfg->nprod, R->me, before, false);
 }
