@@ -481,6 +481,10 @@ int cmd_stress(int argc, char **argv)
 	if (!given[OPT_SEED])
 		cfg.seed = rb_now_ns() ^ ((uint64_t)getpid() << 32);
 
+	if (!cfg.sleepers && !rb_stress_can_judge())
+		rb_err("warning: membarrier(2) is not available to this process: every sleep "
+			"of the library is a 10 ms probe, and channel mode judges no "
+			"probe, so this run can find no stall");
 	rb_live_init(&lv.l, stderr);
 	lv.sleepers = cfg.sleepers > 0;
 	cfg.progress = on_progress;

@@ -56,6 +56,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1458,6 +1459,14 @@ bool rb_stress_passed(const struct rb_stress_result *res)
 {
 	return !res->stalls && !res->lost && !res->duplicated && !res->reordered &&
 	       !res->corrupt && !res->errors;
+}
+
+bool rb_stress_can_judge(void)
+{
+	long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+
+	return q >= 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+	       syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
 }
 
 bool rb_stress_crossed(const struct rb_stress_result *res, unsigned i)

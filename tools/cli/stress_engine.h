@@ -160,6 +160,12 @@ int rb_stress_run(const struct rb_stress_cfg *cfg, struct rb_stress_result *res)
 /* No stall, loss, duplicate, reorder, corruption or error. */
 bool rb_stress_passed(const struct rb_stress_result *res);
 
+/* Can channel mode judge sleeps in this process?  The library sleeps long
+ * only where membarrier(2) works (MEMBARRIER_CMD_GLOBAL_EXPEDITED,
+ * registered as the library does); otherwise every sleep is a 10 ms probe,
+ * and probes are not judged. */
+bool rb_stress_can_judge(void);
+
 /* Did futex word i cross 2^32 (start + moves >= 2^32)? */
 bool rb_stress_crossed(const struct rb_stress_result *res, unsigned i);
 
