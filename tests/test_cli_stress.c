@@ -101,7 +101,7 @@ START_TEST(usage_errors)
 		{ { "--kind", "ring" }, "'ring' is not a kind" },
 		{ { "--wakeup", "pipe" }, "'pipe' is not a wakeup backend" },
 		{ { "--jitter", "some" }, "'some' is not none, light or heavy" },
-		{ { "--traffic", "lots" }, "'lots' is not bursts, steady or sparse" },
+		{ { "--traffic", "lots" }, "'lots' is not bursts, steady, sparse or sparse-room" },
 		{ { "--producers", "0" }, "out of range" },
 		{ { "--consumers", "65" }, "out of range" },
 		{ { "--producers", "x" }, "'x' is not a number" },
@@ -258,14 +258,15 @@ START_TEST(detector_fails_without_recheck)
 {
 	struct cli_result r;
 
-	run(&r, (const char *[]){ CLI_NORECHECK, "stress", "--kind", _i ? "mpmc" : "spsc",
+	run(&r, (const char *[]){ CLI_NORECHECK, "stress", "--kind", (_i & 1) ? "mpmc" : "spsc",
 				  "--producers", "1", "--consumers", "1", "--jitter", "heavy",
-				  "--traffic", "sparse", "--wait-timeout", "100ms",
+				  "--traffic", (_i & 2) ? "sparse-room" : "sparse", "--wait-timeout", "100ms",
 				  "--stop-at-stall", "--duration", "60", "--seed", "7", NULL },
 	    DETECTOR_LIMIT);
 	ck_assert_msg(r.status == 1, "exit %d, want 1 (a stall); stdout:\n%s\nstderr:\n%s",
 		      r.status, r.out, r.err);
 	ck_assert_msg(cli_has(r.out, "\nFAIL: stalls "), "%s", r.out);
+	ck_assert_msg(cli_has(r.out, "\n  of the stalls, producers' "), "%s", r.out);
 	/* Stalls, not damage: the bug delays messages, it loses none. */
 	ck_assert_msg(cli_has(r.out, ", lost 0, duplicated 0, reordered 0, corrupt 0, errors 0"),
 		      "%s", r.out);
@@ -279,13 +280,17 @@ START_TEST(detector_options_pass_with_recheck)
 {
 	struct cli_result r;
 
-	run(&r, (const char *[]){ CLI_PATH, "stress", "--kind", _i ? "mpmc" : "spsc",
+	run(&r, (const char *[]){ CLI_PATH, "stress", "--kind", (_i & 1) ? "mpmc" : "spsc",
 				  "--producers", "1", "--consumers", "1", "--jitter", "heavy",
-				  "--traffic", "sparse", "--wait-timeout", "100ms",
+				  "--traffic", (_i & 2) ? "sparse-room" : "sparse",
+				  "--wait-timeout", "100ms",
 				  "--stop-at-stall", "--duration", "3", "--seed", "7", "--json",
 				  NULL }, LIMIT);
 	assert_clean(&r);
 	ck_assert_uint_gt(jnum(&r, "timeouts"), 0);
+	ck_assert_uint_eq(jnum(&r, "send_stalls"), 0);
+	ck_assert_msg(cli_has(r.out, (_i & 2) ? "\"traffic\":\"sparse-room\""
+					      : "\"traffic\":\"sparse\""), "%s", r.out);
 	cli_free(&r);
 }
 END_TEST
@@ -314,8 +319,8 @@ int main(void)
 
 	tc = tcase_create("detector");
 	tcase_set_timeout(tc, 120);
-	tcase_add_loop_test(tc, detector_fails_without_recheck, 0, 2);
-	tcase_add_loop_test(tc, detector_options_pass_with_recheck, 0, 2);
+	tcase_add_loop_test(tc, detector_fails_without_recheck, 0, 4);
+	tcase_add_loop_test(tc, detector_options_pass_with_recheck, 0, 4);
 	suite_add_tcase(s, tc);
 
 	sr = srunner_create(s);

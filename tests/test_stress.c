@@ -56,13 +56,15 @@ START_TEST(no_lost_wakeups)
 END_TEST
 
 /* The detector's traffic (test_detector.c) against the real handshake: the
- * same criterion finds no stall, so the detector's stalls are the bug's. */
+ * same criterion finds no stall, so the detector's stalls are the bug's.
+ * Loop index: bit 0 the kind, bit 1 the consumers' (sparse-room) traffic. */
 START_TEST(detector_traffic_no_stalls)
 {
 	struct rb_stress_cfg cfg = {
-		.kind = _i ? RBUS_KIND_MPMC : RBUS_KIND_SPSC, .wakeup = RBUS_WAKE_FUTEX,
+		.kind = (_i & 1) ? RBUS_KIND_MPMC : RBUS_KIND_SPSC, .wakeup = RBUS_WAKE_FUTEX,
 		.nprod = 1, .ncons = 1, .count = 100000, .capacity = 16, .max_msg = 64,
-		.traffic = RB_STRESS_SPARSE, .jitter = RB_STRESS_JITTER_HEAVY,
+		.traffic = (_i & 2) ? RB_STRESS_SPARSE_ROOM : RB_STRESS_SPARSE,
+		.jitter = RB_STRESS_JITTER_HEAVY,
 		.wait_ns = 100000000, .duration_ns = 6000000000, .seed = 7,
 	};
 	struct rb_stress_result res;
@@ -138,7 +140,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 300);
 	tcase_add_loop_test(tc, no_lost_wakeups, 0, (int)(sizeof(configs) / sizeof(configs[0])));
-	tcase_add_loop_test(tc, detector_traffic_no_stalls, 0, 2);
+	tcase_add_loop_test(tc, detector_traffic_no_stalls, 0, 4);
 	tcase_add_loop_test(tc, pauses_are_not_stalls, 0, (int)(sizeof(paused) / sizeof(paused[0])));
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -41,12 +41,14 @@ static void usage(FILE *f)
 "      --capacity N           slots, a power of two (default 64)\n"
 "      --max-msg BYTES        largest message, 32 B-1 MiB (default 256); lengths\n"
 "                             vary from 32 (the header) to BYTES\n"
-"      --traffic bursts|steady|sparse\n"
+"      --traffic bursts|steady|sparse|sparse-room\n"
 "                             bursts: pauses up to 1.5 ms and yields (default);\n"
 "                             steady: no pauses; sparse: each message followed by\n"
 "                             a 50-500 us pause, one in four by 1.5 x the wait\n"
 "                             timeout, so that a lost wakeup is not healed by the\n"
-"                             next message\n"
+"                             next message; sparse-room: the same pauses in the\n"
+"                             consumers after each message taken, so that\n"
+"                             producers wait on a full ring\n"
 "Sleepers mode:\n"
 "      --sleepers N           N sleeper processes (1-4096) on one futex word; a\n"
 "                             waker bumps a generation and wakes all, and waits\n"
@@ -117,7 +119,8 @@ static const char *jitter_name(enum rb_stress_jitter j)
 
 static const char *traffic_name(enum rb_stress_traffic t)
 {
-	return t == RB_STRESS_STEADY ? "steady" : t == RB_STRESS_SPARSE ? "sparse" : "bursts";
+	return t == RB_STRESS_STEADY ? "steady" : t == RB_STRESS_SPARSE ? "sparse" :
+	       t == RB_STRESS_SPARSE_ROOM ? "sparse-room" : "bursts";
 }
 
 static double per_s(uint64_t n, int64_t ns)
@@ -182,6 +185,10 @@ static void summary(const struct rb_stress_cfg *c, const struct rb_stress_result
 	printf("  stalls %" PRIu64 ", lost %" PRIu64 ", duplicated %" PRIu64 ", reordered %" PRIu64
 	       ", corrupt %" PRIu64 ", errors %" PRIu64 "%s\n", r->stalls, r->lost, r->duplicated,
 	       r->reordered, r->corrupt, r->errors, r->cut_short ? " (cut short)" : "");
+	if (r->stalls)
+		printf("  of the stalls, %s %" PRIu64 ", %s %" PRIu64 "\n",
+		       c->sleepers ? "the waker's" : "producers'", r->send_stalls,
+		       c->sleepers ? "sleepers'" : "consumers'", r->stalls - r->send_stalls);
 	if (r->error[0])
 		printf("  first error: %s\n", r->error);
 	if (ok) {
@@ -275,6 +282,7 @@ static void json(const struct rb_stress_cfg *c, const struct rb_stress_result *r
 	rb_json_u64(&j, "signals_handled", r->signals_handled);
 	rb_json_u64(&j, "stops", r->stops);
 	rb_json_u64(&j, "stalls", r->stalls);
+	rb_json_u64(&j, "send_stalls", r->send_stalls);
 	rb_json_u64(&j, "lost", r->lost);
 	rb_json_u64(&j, "duplicated", r->duplicated);
 	rb_json_u64(&j, "reordered", r->reordered);
@@ -419,9 +427,11 @@ int cmd_stress(int argc, char **argv)
 				cfg.traffic = RB_STRESS_STEADY;
 			else if (!strcmp(optarg, "sparse"))
 				cfg.traffic = RB_STRESS_SPARSE;
+			else if (!strcmp(optarg, "sparse-room"))
+				cfg.traffic = RB_STRESS_SPARSE_ROOM;
 			else
-				return rb_usage_err("--traffic: '%s' is not bursts, steady or sparse",
-						    optarg);
+				return rb_usage_err("--traffic: '%s' is not bursts, steady, sparse "
+						    "or sparse-room", optarg);
 			break;
 		case OPT_SLEEPERS:
 			if (rb_parse_u64("--sleepers", optarg, 1, RB_STRESS_MAX_SLEEPERS, &v))

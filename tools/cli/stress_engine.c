@@ -383,6 +383,14 @@ static void traffic_pause(const struct rb_stress_cfg *cfg)
 		sched_yield();
 }
 
+/* Sparse traffic, after each message sent (SPARSE) or taken (SPARSE_ROOM):
+ * a pause, a quarter of them longer than W, so that a lost wakeup is not
+ * healed by the next message or free and shows as a stall. */
+static void sparse_pause(const struct rb_stress_cfg *cfg)
+{
+	nap_ns(rnd() % 4 ? 50000 + (int64_t)(rnd() % 450000) : cfg->wait_ns + cfg->wait_ns / 2);
+}
+
 static void on_sigusr1(int sig)
 {
 	(void)sig;
@@ -670,11 +678,7 @@ static int producer(struct run *R, unsigned id)
 		seq++;
 		bump(&R->me->ops, 1);
 		if (cfg->traffic == RB_STRESS_SPARSE)
-			/* One message, then a pause; a quarter of them longer
-			 * than W, so that a lost wakeup is not healed by the
-			 * next message and shows as a stall. */
-			nap_ns(rnd() % 4 ? 50000 + (int64_t)(rnd() % 450000)
-					 : cfg->wait_ns + cfg->wait_ns / 2);
+			sparse_pause(cfg);
 	}
 out:
 	/* The close is the hang-up the consumers end on.  It wakes the
@@ -789,6 +793,8 @@ static int consumer(struct run *R, unsigned id)
 		}
 		set_done(++freed);      /* the slot is free, its wake over */
 		set_phase(PH_IDLE);
+		if (cfg->traffic == RB_STRESS_SPARSE_ROOM)
+			sparse_pause(cfg);
 	}
 out:
 	rbus_channel_close(ch);
@@ -1184,7 +1190,8 @@ static void collect(const struct run *R, struct rb_stress_result *res)
 	uint64_t ops = 0, sent = 0;
 
 	res->bytes = res->duplicated = res->reordered = res->corrupt = res->lost = 0;
-	res->stalls = res->timeouts = res->eintr = res->errors = res->signals_handled = 0;
+	res->stalls = res->send_stalls = res->timeouts = res->eintr = res->errors = 0;
+	res->signals_handled = 0;
 	res->sleeps = res->wakes = res->woken = res->blind = res->pauses = res->excused = 0;
 	for (unsigned i = 0; i < R->nworkers; i++) {
 		const struct pstats *s = &c->st[i];
@@ -1204,6 +1211,8 @@ static void collect(const struct run *R, struct rb_stress_result *res)
 		res->corrupt += get(&s->corrupt);
 		res->lost += get(&s->lost);
 		res->stalls += get(&s->stalls);
+		if (sends)
+			res->send_stalls += get(&s->stalls);
 		res->timeouts += get(&s->timeouts);
 		res->eintr += get(&s->eintr);
 		res->errors += get(&s->errors);

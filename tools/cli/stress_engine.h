@@ -72,6 +72,10 @@ enum rb_stress_traffic {
 				    by a producer pause of 50-500 us or, one
 				    time in four, 1.5 W: a lost wakeup is not
 				    healed by the next message (the detector) */
+	RB_STRESS_SPARSE_ROOM,   /* the same pauses in the consumers, after
+				    each message taken: producers wait on a
+				    full ring, and a lost wakeup of theirs is
+				    not healed by the next free */
 };
 
 #define RB_STRESS_MSG_HDR     32u    /* bytes of a message's header */
@@ -125,6 +129,8 @@ struct rb_stress_result {
 	 * Sleepers: lost = generations a sleeper skipped or never saw. */
 	uint64_t lost, duplicated, reordered, corrupt;
 	uint64_t stalls;          /* see the top of this file */
+	uint64_t send_stalls;     /* of those, the producers' (channel) or
+				     the waker's (sleepers) */
 	uint64_t timeouts;        /* waits that ran into W at all */
 	uint64_t eintr;           /* waits that returned -EINTR (retried) */
 	/* Channel: the region's wait statistics (rbus_region_wait_stats()).
