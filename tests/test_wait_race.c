@@ -328,16 +328,19 @@ static void map_waitq(struct rbus_region *r, enum rbus_role role, struct wait_ma
  * registration, and a fellow's poll reads that wake's token before the
  * victim's does.  That interleaving is a matter of the kernel's timing, so
  * the test plays the wake whose token went elsewhere: it takes the
- * registrations and bumps the word as rbus_wake_slow() does, writes no
- * token, and then gives one unit (its wake finds nobody registered).  The
- * victim must see the word move at the end of a slice, not sleep on until
- * its timer runs out (1 s).
+ * registrations as rbus_wake_slow() does, gives one unit (its own wake
+ * finds nobody registered, so it makes none), then bumps the word and
+ * writes no token.  Bumping last keeps the victim from registering again
+ * before the unit is there, which would let give()'s wake write a token.
+ * The victim must see the word move at the end of a slice, not sleep on
+ * until its timer runs out (1 s).
  *
- * One case cannot be told apart: the victim's sleep ends at its 1 s cap
- * within a slice of the bump, where its last slice runs out with the
- * sleep.  Then the round is done again (a 1% chance each time).  A
- * process without membarrier(2) never sleeps long, and its probes are the
- * bound already.
+ * One case cannot be told apart: the victim's long sleep reaches its 1 s
+ * cap within a slice of the bump, which takes this thread being held up
+ * for about a second between seeing the victim asleep and the bump.  Then
+ * the round is done again.  A process without membarrier(2) never sleeps
+ * long, and its probes are the bound already: the test checks nothing
+ * there.
  */
 START_TEST(taken_while_polling)
 {
@@ -353,7 +356,8 @@ START_TEST(taken_while_polling)
 		int64_t bumped, until;
 		bool probe;
 		pthread_t tv;
-		int expired;
+		int expired, tokens;
+		long registered;
 
 		hooks_setup();
 		map_waitq(r, role, &m);
@@ -369,16 +373,17 @@ START_TEST(taken_while_polling)
 		ck_assert_int_eq(sleepers_registered(r, role), 1);
 
 		atomic_store(&hs.watch, true);
-		bumped = rbus_now();
 		ck_assert_uint_eq(atomic_exchange(&m.q->sleepers, 0), 1);
-		atomic_fetch_add(&m.q->seq, 1);
 		give(peer, role, 1, 30);
+		bumped = rbus_now();
+		atomic_fetch_add(&m.q->seq, 1);
 
 		ck_assert_int_eq(pthread_join(tv, NULL), 0);
 		ck_assert_rbus(v.result, role == RBUS_CONSUMER ? 1 : 0);
 		if (role == RBUS_CONSUMER)
 			ck_assert_int_eq(v.byte, 30);
-		ck_assert_int_eq(drain_tokens(sleepers_efd(r, role)), 0);
+		tokens = drain_tokens(sleepers_efd(r, role));
+		registered = sleepers_registered(r, role);
 		expired = atomic_load(&hs.victim_expired);
 		until = atomic_load(&hs.victim_until);
 		probe = atomic_load(&hs.victim_probe);
@@ -389,13 +394,19 @@ START_TEST(taken_while_polling)
 		rbus_region_close(r);
 		/* A probe that ran out is within the bound by design: this
 		 * process has no membarrier(2), so it never sleeps long. */
-		if (!expired || probe)
+		if (!expired || probe) {
+			/* No wake was made, and the victim took its unit
+			 * without registering again. */
+			ck_assert_int_eq(tokens, 0);
+			ck_assert_int_eq(registered, 0);
 			return;
+		}
 		ck_assert_msg(until - bumped <= 10000000,
 			      "the robbed sleeper slept until its timer ran out "
 			      "(%.3f s after the bump)", (double)(until - bumped) / 1e9);
 	}
-	ck_abort_msg("5 rounds ended at the victim's cap; none could tell");
+	ck_abort_msg("5 rounds ended at the victim's 1 s cap within a slice of the bump; "
+		     "none could tell");
 }
 END_TEST
 

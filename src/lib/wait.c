@@ -229,10 +229,13 @@ static bool rbus_peer_hung_up(const struct rbus_channel *ch)
 /*
  * Sleep on q until woken, the deadline, a signal, or (eventfd) close.
  * Returns 0 (woken, or a spurious or stale wakeup: the caller re-checks),
- * -ETIMEDOUT, or -EINTR.  The test hook hears whether the timer ended it
- * (a deadline that had passed before poll() was called is not the timer's
- * doing: a token may be waiting, so it counts as woken), and whether the
- * sleep was a probe; nothing else uses @probe.
+ * -ETIMEDOUT, or -EINTR.  An MPMC sleeper with the eventfd backend polls
+ * in slices of RBUS_SLICE_NS and returns 0 as soon as seq differs from s
+ * (design.md §7.3).  The test hook hears whether the timer ended the sleep
+ * (a deadline that had passed before the first poll() is not the timer's
+ * doing: a token may be waiting, so it counts as woken; one that passed
+ * during the slices is), and whether the sleep was a probe; nothing else
+ * uses @probe.
  */
 static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline, bool probe)
 {
@@ -268,7 +271,7 @@ static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline, bool 
 		{ .fd = ch->cancel_efd, .events = POLLIN },
 	};
 
-	for (;;) {
+	for (bool sliced = false;; sliced = true) {
 		int64_t now = rbus_now(), end = deadline, left;
 		int timeout_ms = -1;
 
@@ -287,7 +290,11 @@ static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline, bool 
 		if (end != RBUS_FOREVER) {
 			left = end - now;
 			if (left <= 0) {
+				/* Past the deadline before the first poll: not
+				 * the timer's doing, a token may be waiting.
+				 * After a slice: the slices' timers ran it out. */
 				r = -ETIMEDOUT;
+				expired = sliced;
 				goto out;
 			}
 			/* Round up: poll() may wake early by less than a
