@@ -183,9 +183,13 @@ static void field_set(struct rbus_hdr *h, size_t off, size_t size, uint64_t v)
 /* ======================================================================= */
 
 /* Geometry of the regions whose headers are corrupted: small, and chosen so
- * that halving or doubling capacity changes the page-rounded size. */
+ * that a quarter or twice the capacity, and max_msg 8 or 200, change the
+ * page-rounded size of both kinds.  Slot 120: SPSC 896 + 7680 -> 12288
+ * bytes; MPMC, with its claim records (2 * 27 * 128 after the slots),
+ * 16384. */
 #define HC_CAPACITY 64u
-#define HC_MAX_MSG  56u   /* slot 64: region 512 + 4096 -> 8192 bytes */
+#define HC_MAX_MSG  112u
+#define HC_SIZE(kind) ((kind) == RBUS_KIND_MPMC ? 16384u : 12288u)
 
 struct field {
 	const char *name;
@@ -201,8 +205,8 @@ static const struct field fields[] = {
 	FIELD(page_size), FIELD(region_size), FIELD(prod_off),
 	FIELD(cursors_off), FIELD(ncursors), FIELD(creator_pid),
 	FIELD(slots_off), FIELD(start_index), FIELD(created_ns),
-	FIELD(wait_off), FIELD(wakeup),
-	RESERVED(0), RESERVED(1), RESERVED(76), RESERVED(138), RESERVED(139),
+	FIELD(wait_off), FIELD(wakeup), FIELD(nclaims), FIELD(claims_off),
+	RESERVED(0), RESERVED(1), RESERVED(76), RESERVED(126), RESERVED(127),
 	FIELD(checksum),
 };
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -362,7 +366,12 @@ static const struct hostile hostiles[] = {
 	HOSTILE_RES(0, 1),
 	HOSTILE_RES(1, 0x80),
 	HOSTILE_RES(76, 1),
-	HOSTILE_RES(139, 0xff),
+	HOSTILE_RES(127, 0xff),
+	/* Claim records: 27 for MPMC, none for SPSC, right after the slots. */
+	HOSTILE(nclaims, H_SET, 1, FIX_NONE, ANY_ERROR),
+	HOSTILE(nclaims, H_SET, UINT32_MAX, FIX_NONE, ANY_ERROR),
+	HOSTILE(claims_off, H_ADD, 128, FIX_NONE, ANY_ERROR),
+	HOSTILE(claims_off, H_SET, UINT64_MAX, FIX_NONE, ANY_ERROR),
 	HOSTILE(wakeup, H_SET, 0, FIX_NONE, -EPROTONOSUPPORT),
 	HOSTILE(wakeup, H_SET, 3, FIX_NONE, -EPROTONOSUPPORT),
 	HOSTILE(wakeup, H_SET, UINT32_MAX, FIX_NONE, -EPROTONOSUPPORT),
@@ -404,14 +413,19 @@ static void hostile_one(const struct hostile *h, enum rbus_kind kind)
 	int got;
 
 	view_make(&v, kind, HC_CAPACITY, HC_MAX_MSG, 0);
-	ck_assert_uint_eq(v.size, 8192);
+	ck_assert_uint_eq(v.size, HC_SIZE(kind));
 	memcpy(&saved, v.hdr, sizeof(saved));
 	val = h->mode == H_SET ? h->value : field_get(v.hdr, h->off, h->size) + h->value;
 	field_set(v.hdr, h->off, h->size, val);
 	if (h->fix == FIX_GEOMETRY) {
 		v.hdr->slot_size = rbus_layout_slot_size(v.hdr->max_msg);
-		v.hdr->region_size = align_up(v.hdr->slots_off + (uint64_t)v.hdr->capacity *
-					      v.hdr->slot_size, v.hdr->page_size);
+		if (v.hdr->kind == RBUS_HDR_KIND_MPMC)
+			v.hdr->claims_off = rbus_layout_claims_off(v.hdr->slots_off,
+								   v.hdr->capacity,
+								   v.hdr->slot_size);
+		v.hdr->region_size = align_up(rbus_layout_used(v.hdr->kind, v.hdr->slots_off,
+							       v.hdr->capacity, v.hdr->slot_size),
+					      v.hdr->page_size);
 	}
 	v.hdr->checksum = rbus_hdr_checksum(v.hdr);
 	got = attach_result(rbus_region_fd(v.r), 0);

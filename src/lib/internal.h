@@ -38,6 +38,9 @@ struct rbus_region {
 	struct rbus_side *cons;
 	struct rbus_wait *wait;
 	unsigned char *slots;
+	/* MPMC: the claim records, RBUS_SIDE_LEASES of the producers', then
+	 * the consumers'; SPSC: NULL. */
+	struct rbus_claim *claims;
 	int efd[2];                 /* eventfd backend: data, space; else -1 */
 };
 
@@ -126,6 +129,9 @@ struct rbus_channel {
 	 * for MPMC the lease entry it is recorded in, or -1. */
 	uint32_t token;
 	int lease;
+	/* MPMC, with a lease entry: the claim record of that entry, where the
+	 * handle notes what it holds claimed (ring_mpmc.c); else NULL. */
+	struct rbus_claim *claim;
 };
 
 /* channel.c: rbus_channel_open() with the token the broker handed out
@@ -136,9 +142,10 @@ int rbus_channel_open_token(struct rbus_region *r, enum rbus_role role,
 
 /* ring_spsc.c: give an SPSC role back (close, failed open, recovery). */
 void rbus_spsc_drop_role(struct rbus_side *side);
-/* ring_mpmc.c: clear @token's lease entries and drop the count for each;
- * returns how many. */
-int rbus_mpmc_recover(struct rbus_side *side, uint32_t token);
+/* ring_mpmc.c: finish the claims of @token's handles of @role (publish
+ * their claimed slots as skipped, or free them), clear their lease entries
+ * and drop the count for each; returns how many. */
+int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token);
 
 /* region.c, for ringbusd: release the role(s) that the handle(s) opened with
  * @token held, as if closed, and wake both sides' sleepers so that they

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * layout.h - the shared-memory format of a ringbus region (ABI version 3).
+ * layout.h - the shared-memory format of a ringbus region (ABI version 4).
  *
  * This file is the single definition of what lies in shared memory.  Nothing
  * here is a pointer: every reference is an offset from the start of the
@@ -15,6 +15,9 @@
  *   512     256 * ncursors  struct rbus_side: consumer cursor(s) (head ...)
  *   wait    128             struct rbus_wait: futex words, sleepers, counters
  *   slots   capacity*slot   the slots, slots_off = 896 for ncursors == 1
+ *   claims  2 * 27 * 128    MPMC only: struct rbus_claim per lease entry,
+ *                           producers' then consumers', at the end of the
+ *                           slots rounded up to 128 (0 for SPSC)
  *   ...     padding up to a whole page (4 KiB, or the huge page size)
  *
  * Each side block is two 128-byte blocks, so the producer's and the
@@ -54,7 +57,7 @@
 #include <stdint.h>
 
 #define RBUS_MAGIC        UINT64_C(0x0031305355424752) /* "RGBUS01\0" LE */
-#define RBUS_ABI_VERSION  3u
+#define RBUS_ABI_VERSION  4u
 #define RBUS_HDR_SIZE     256u
 #define RBUS_SIDE_SIZE    256u
 #define RBUS_WAIT_SIZE    128u
@@ -62,6 +65,7 @@
 #define RBUS_SLOT_ALIGN   8u
 #define RBUS_PAGE_SIZE    4096u
 #define RBUS_SIDE_LEASES  27u  /* MPMC lease entries per side block */
+#define RBUS_CLAIM_SIZE   128u /* one claim record: a pair of lines alone */
 #define RBUS_TOKEN_LOCAL  1u   /* owner token of a handle opened without
 				  the broker; the broker's tokens are >= 2 */
 
@@ -109,7 +113,10 @@ struct rbus_hdr {
 	uint64_t created_ns;     /* CLOCK_REALTIME */
 	uint64_t wait_off;       /* struct rbus_wait */
 	uint32_t wakeup;         /* RBUS_HDR_WAKE_* */
-	uint8_t reserved[140];   /* zero */
+	uint32_t nclaims;        /* claim records per side: RBUS_SIDE_LEASES
+				    for MPMC, 0 for SPSC */
+	uint64_t claims_off;     /* the claim records (MPMC), or 0 */
+	uint8_t reserved[128];   /* zero */
 	uint64_t checksum;       /* rbus_hdr_checksum() of all bytes above */
 };
 
@@ -168,6 +175,23 @@ struct rbus_wait {
 	uint8_t reserved[RBUS_WAIT_SIZE - 2 * sizeof(struct rbus_waitq)];
 };
 
+/*
+ * MPMC: what the handle of one lease entry (struct rbus_side.leases) holds
+ * claimed, for ringbusd to finish if that handle's process dies
+ * (rbus_mpmc_recover()).  Written only by that handle: [first, first +
+ * count) after each claim, count 0 once every slot of it is published
+ * (producer) or freed (consumer).  Read by ringbusd after the process
+ * died, and bounds-checked there: an untrusted hint of which slots to look
+ * at, never trusted for an address.  Each record has 128 bytes alone, as a
+ * side block's index does: every handle writes its own at every call.
+ */
+struct rbus_claim {
+	_Atomic uint64_t first;
+	_Atomic uint32_t count;
+	uint32_t reserved0;
+	uint8_t reserved[RBUS_CLAIM_SIZE - 16];
+};
+
 struct rbus_slot {
 	_Atomic uint32_t stamp;  /* see "Slot stamps" above */
 	_Atomic uint32_t len;    /* length | RBUS_SLOT_SKIP */
@@ -182,6 +206,7 @@ _Static_assert(offsetof(struct rbus_side, attached) == 128,
 	       "the index has the first 128 bytes of a side alone");
 _Static_assert(sizeof(struct rbus_slot) == RBUS_SLOT_HDR, "slot header is ABI");
 _Static_assert(sizeof(struct rbus_wait) == RBUS_WAIT_SIZE, "wait block size is ABI");
+_Static_assert(sizeof(struct rbus_claim) == RBUS_CLAIM_SIZE, "claim record size is ABI");
 _Static_assert(sizeof(_Atomic uint64_t) == 8 && ATOMIC_LLONG_LOCK_FREE == 2,
 	       "64-bit atomics must be lock-free to work across processes");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2,
@@ -200,6 +225,24 @@ static inline uint64_t rbus_layout_wait_off(uint32_t ncursors)
 static inline uint64_t rbus_layout_slots_off(uint32_t ncursors)
 {
 	return rbus_layout_wait_off(ncursors) + RBUS_WAIT_SIZE;
+}
+/* Where the claim records of an MPMC region begin: the end of its slots,
+ * rounded up to a claim record. */
+static inline uint64_t rbus_layout_claims_off(uint64_t slots_off, uint32_t capacity,
+					      uint32_t slot_size)
+{
+	return (slots_off + (uint64_t)capacity * slot_size + RBUS_CLAIM_SIZE - 1) &
+	       ~(uint64_t)(RBUS_CLAIM_SIZE - 1);
+}
+/* The bytes a region of this kind and geometry uses, before the padding to
+ * a whole page: its slots, and for MPMC its claim records after them. */
+static inline uint64_t rbus_layout_used(uint32_t kind, uint64_t slots_off, uint32_t capacity,
+					uint32_t slot_size)
+{
+	if (kind != RBUS_HDR_KIND_MPMC)
+		return slots_off + (uint64_t)capacity * slot_size;
+	return rbus_layout_claims_off(slots_off, capacity, slot_size) +
+	       2 * (uint64_t)RBUS_SIDE_LEASES * RBUS_CLAIM_SIZE;
 }
 static inline uint32_t rbus_layout_slot_size(uint32_t max_msg)
 {

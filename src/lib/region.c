@@ -127,6 +127,12 @@ static int validate_hdr(const struct rbus_hdr *h, uint64_t file_size)
 	    h->wait_off != rbus_layout_wait_off(h->ncursors) ||
 	    h->slots_off != rbus_layout_slots_off(h->ncursors))
 		return -EBADMSG;
+	/* capacity <= 2^28 and slot_size < 2^29: no overflow below. */
+	if (h->kind == RBUS_HDR_KIND_MPMC
+	    ? h->nclaims != RBUS_SIDE_LEASES ||
+	      h->claims_off != rbus_layout_claims_off(h->slots_off, h->capacity, h->slot_size)
+	    : h->nclaims != 0 || h->claims_off != 0)
+		return -EBADMSG;
 	if (!is_pow2(h->page_size) || h->page_size < RBUS_PAGE_SIZE ||
 	    h->page_size > (1u << 30) ||
 	    (h->page_size != RBUS_PAGE_SIZE && !(h->flags & RBUS_REGION_HUGETLB)))
@@ -136,8 +142,7 @@ static int validate_hdr(const struct rbus_hdr *h, uint64_t file_size)
 	for (size_t i = 0; i < sizeof(h->reserved); i++)
 		if (h->reserved[i])
 			return -EBADMSG;
-	/* capacity <= 2^28 and slot_size < 2^29: no overflow. */
-	want = align_up(h->slots_off + (uint64_t)h->capacity * h->slot_size,
+	want = align_up(rbus_layout_used(h->kind, h->slots_off, h->capacity, h->slot_size),
 			h->page_size);
 	if (h->region_size != want)
 		return -EBADMSG;
@@ -191,6 +196,7 @@ static int region_map(struct rbus_region *r, uint32_t flags)
 	r->cons = (struct rbus_side *)(r->base + h->cursors_off);
 	r->wait = (struct rbus_wait *)(r->base + h->wait_off);
 	r->slots = r->base + h->slots_off;
+	r->claims = h->claims_off ? (struct rbus_claim *)(r->base + h->claims_off) : NULL;
 
 	/* Producer and consumer indices are never more than a ring apart.
 	 * The SPSC tail is a hint published after the stamps, so the head may
@@ -478,8 +484,12 @@ RBUS_EXPORT int rbus_region_create(const struct rbus_region_opts *opts,
 	h->wakeup = o->wakeup == RBUS_WAKE_EVENTFD ? RBUS_HDR_WAKE_EVENTFD
 						    : RBUS_HDR_WAKE_FUTEX;
 	h->slots_off = rbus_layout_slots_off(h->ncursors);
-	h->region_size = align_up(h->slots_off + (uint64_t)h->capacity * h->slot_size,
-				  h->page_size);
+	if (h->kind == RBUS_HDR_KIND_MPMC) {
+		h->nclaims = RBUS_SIDE_LEASES;
+		h->claims_off = rbus_layout_claims_off(h->slots_off, h->capacity, h->slot_size);
+	}
+	h->region_size = align_up(rbus_layout_used(h->kind, h->slots_off, h->capacity,
+						   h->slot_size), h->page_size);
 	h->creator_pid = (int32_t)getpid();
 	h->start_index = o->start_index;
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -593,8 +603,10 @@ uint64_t rbus_region_size_for(const struct rbus_region_opts *o)
 							: RBUS_PAGE_SIZE;
 
 	/* The arithmetic of rbus_region_create(), which makes one cursor. */
-	return align_up(rbus_layout_slots_off(1) +
-			(uint64_t)o->capacity * rbus_layout_slot_size(o->max_msg),
+	return align_up(rbus_layout_used(o->kind == RBUS_KIND_SPSC ? RBUS_HDR_KIND_SPSC
+								   : RBUS_HDR_KIND_MPMC,
+					 rbus_layout_slots_off(1), o->capacity,
+					 rbus_layout_slot_size(o->max_msg)),
 			page);
 }
 
@@ -630,7 +642,7 @@ int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
 		rbus_spsc_drop_role(side);
 		n = 1;
 	} else {
-		n = rbus_mpmc_recover(side, token);
+		n = rbus_mpmc_recover(r, role, token);
 	}
 	if (n) {
 		/* Both queues: the peers of the dead role see the hang-up,

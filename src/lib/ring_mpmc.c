@@ -16,7 +16,14 @@
  * more runnable threads than cores everyone still moves: the calls return
  * instead of burning the holder's CPU.  A holder that dies between claim and
  * stamp leaves its slot held; recovering it is the broker's job (see
- * doc/design.md, "Death of a peer").
+ * doc/design.md, "Death of a peer").  For that, a handle with a lease
+ * entry notes in the entry's claim record (layout.h) the slots it holds:
+ * after each claim, [first, first + k); cleared once they are published or
+ * freed.  Nobody else reads the record while the handle lives, so the
+ * stores are relaxed; a compiler barrier after the note, and a release
+ * store of the clear, keep them where they are in the code, so that a
+ * process killed anywhere leaves a record that covers every slot it held,
+ * except in the few instructions between a claim's CAS and its note.
  *
  * Ordering edges (doc/design.md has the table):
  *   R4/A4  producer's release store of stamp i+1   ->  consumer's acquire
@@ -107,6 +114,31 @@ static int mpmc_claim_free(struct rbus_channel *ch, const struct iovec *iov,
 	return -EAGAIN;
 }
 
+/* Note that this handle holds [first, first + k) claimed (see above). */
+static inline void claim_note(struct rbus_channel *ch, uint64_t first, unsigned k)
+{
+	struct rbus_claim *c = ch->claim;
+
+	if (c) {
+		/* Relaxed: read by ringbusd only after this process died. */
+		atomic_store_explicit(&c->first, first, memory_order_relaxed);
+		atomic_store_explicit(&c->count, k, memory_order_relaxed);
+		/* Not after the slot stores that follow, in program order:
+		 * a death among them must find the record written. */
+		atomic_signal_fence(memory_order_seq_cst);
+	}
+}
+
+/* Every slot noted is published or freed. */
+static inline void claim_done(struct rbus_channel *ch)
+{
+	if (ch->claim)
+		/* Release: not before the publishes or frees above, in
+		 * program order; nobody acquires it (ringbusd reads it after
+		 * this process died). */
+		atomic_store_explicit(&ch->claim->count, 0, memory_order_release);
+}
+
 static inline void mpmc_publish(struct rbus_channel *ch, uint64_t idx, uint32_t len)
 {
 	struct rbus_slot *s = rbus_slot_at(ch, idx);
@@ -123,11 +155,15 @@ static int mpmc_send(struct rbus_channel *ch, const struct iovec *iov, unsigned 
 	uint64_t first;
 	int k = mpmc_claim_free(ch, iov, n, &first);
 
+	if (k <= 0)
+		return k;
+	claim_note(ch, first, (unsigned)k);
 	for (int i = 0; i < k; i++) {
 		rbus_copy(rbus_slot_at(ch, first + i)->data, iov[i].iov_base,
 			  iov[i].iov_len);
 		mpmc_publish(ch, first + i, (uint32_t)iov[i].iov_len);
 	}
+	claim_done(ch);
 	return k;
 }
 
@@ -141,6 +177,7 @@ static int mpmc_reserve(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 		iov[i].iov_len = ch->max_msg;
 	}
 	if (k > 0) {
+		claim_note(ch, first, (unsigned)k);
 		ch->pending = PENDING_RESERVE;
 		ch->pending_pos = first;
 		ch->npending = (uint32_t)k;
@@ -155,6 +192,7 @@ static int mpmc_commit(struct rbus_channel *ch, const struct iovec *iov, unsigne
 	for (unsigned i = 0; i < ch->npending; i++)
 		mpmc_publish(ch, ch->pending_pos + i,
 			     i < n ? (uint32_t)iov[i].iov_len : RBUS_SLOT_SKIP);
+	claim_done(ch);
 	ch->pending = PENDING_NONE;
 	ch->npending = 0;
 	return (int)n;
@@ -296,8 +334,10 @@ static int mpmc_recv(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 
 		if (k < 0)
 			return k;
+		claim_note(ch, first, (unsigned)k);
 		m = mpmc_gather(ch, first, (unsigned)k, iov, n, true, &corrupt);
 		mpmc_free_slots(ch, first, (unsigned)k);
+		claim_done(ch);
 		if (m)
 			return (int)m;
 		/* Only skipped slots: freed, yet no message (channel.c wakes). */
@@ -319,6 +359,7 @@ static int mpmc_peek(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 
 		if (k < 0)
 			return k;
+		claim_note(ch, first, (unsigned)k);
 		m = mpmc_gather(ch, first, (unsigned)k, iov, n, false, &corrupt);
 		if (m) {
 			ch->pending = PENDING_PEEK;
@@ -328,6 +369,7 @@ static int mpmc_peek(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 			return (int)m;
 		}
 		mpmc_free_slots(ch, first, (unsigned)k);
+		claim_done(ch);
 		ch->freed = true;
 		if (corrupt)
 			return -EBADMSG;
@@ -340,6 +382,7 @@ static int mpmc_release(struct rbus_channel *ch)
 	int msgs = (int)ch->pending_msgs;
 
 	mpmc_free_slots(ch, ch->pending_pos, ch->npending);
+	claim_done(ch);
 	ch->pending = PENDING_NONE;
 	ch->npending = 0;
 	ch->pending_msgs = 0;
@@ -382,6 +425,10 @@ static int mpmc_open(struct rbus_channel *ch)
 							    memory_order_relaxed,
 							    memory_order_relaxed)) {
 			ch->lease = (int)i;
+			ch->claim = &ch->region->claims[(ch->role == RBUS_CONSUMER ?
+							 RBUS_SIDE_LEASES : 0) + i];
+			/* Relaxed: see claim_note(). */
+			atomic_store_explicit(&ch->claim->count, 0, memory_order_relaxed);
 			break;
 		}
 	}
@@ -397,6 +444,8 @@ static void mpmc_close(struct rbus_channel *ch)
 	if (ch->lease >= 0) {
 		uint32_t mine = ch->token;
 
+		ch->claim = NULL;
+
 		/* Relaxed: see mpmc_open().  A CAS, not a store: a hostile
 		 * peer may have rewritten the entry; we clear only ours. */
 		atomic_compare_exchange_strong_explicit(&ch->my_side->leases[ch->lease],
@@ -410,20 +459,79 @@ static void mpmc_close(struct rbus_channel *ch)
 	atomic_fetch_sub_explicit(&ch->my_side->attached, 1, memory_order_release);
 }
 
-int rbus_mpmc_recover(struct rbus_side *side, uint32_t token)
+/*
+ * Finish what a dead handle held claimed, as its call would have: a
+ * producer's slots still unpublished are published as skipped (consumers
+ * pass over them, as over an abandoned reservation); a consumer's slots
+ * still committed are freed (the messages in them are lost: the consumer
+ * had taken them).  The record is a hint from shared memory: only slots in
+ * the window the indices allow (a producer's claim lies between head and
+ * tail, a consumer's in the ring's length below the head), and only those
+ * whose stamp says exactly that the claim is still open, are touched.
+ * Nobody else writes such a slot: its claimant is dead, and the peers wait
+ * for this stamp to change.  Addresses come from index & mask, so a
+ * hostile record cannot make this write outside the slots.
+ */
+static void recover_claim(struct rbus_region *r, enum rbus_role role, struct rbus_claim *c)
 {
+	const uint64_t cap = r->hdr.capacity, mask = cap - 1;
+	/* Relaxed: written by a process now dead (see claim_note()). */
+	uint32_t k = atomic_load_explicit(&c->count, memory_order_relaxed);
+	uint64_t first = atomic_load_explicit(&c->first, memory_order_relaxed);
+	/* Relaxed: bounds for the hint; the stamps decide. */
+	uint64_t head = atomic_load_explicit(&r->cons->index, memory_order_relaxed);
+	uint64_t tail = atomic_load_explicit(&r->prod->index, memory_order_relaxed);
+
+	if (k > cap)
+		k = 0;
+	for (uint32_t i = 0; i < k; i++) {
+		uint64_t idx = first + i;
+		struct rbus_slot *s = (struct rbus_slot *)(r->slots +
+							   (idx & mask) * r->hdr.slot_size);
+		/* Relaxed: the claimant is dead; nobody else writes the slot
+		 * while its stamp says claimed. */
+		uint32_t stamp = atomic_load_explicit(&s->stamp, memory_order_relaxed);
+
+		if (role == RBUS_PRODUCER) {
+			if (idx - head >= tail - head || stamp != (uint32_t)idx)
+				continue;
+			/* Relaxed: ordered before the consumers' read by R4. */
+			atomic_store_explicit(&s->len, RBUS_SLOT_SKIP, memory_order_relaxed);
+			/* R4 (release), as mpmc_publish() does; pairs with A4. */
+			atomic_store_explicit(&s->stamp, (uint32_t)(idx + 1), memory_order_release);
+		} else {
+			if (head - idx - 1 >= cap || stamp != (uint32_t)(idx + 1))
+				continue;
+			/* R5 (release), as mpmc_free_slots() does; pairs with A5. */
+			atomic_store_explicit(&s->stamp, (uint32_t)(idx + cap), memory_order_release);
+		}
+	}
+	/* Relaxed: the entry is cleared below; a new holder clears it too. */
+	atomic_store_explicit(&c->count, 0, memory_order_relaxed);
+}
+
+int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token)
+{
+	struct rbus_side *side = role == RBUS_PRODUCER ? r->prod : r->cons;
+	struct rbus_claim *claims = r->claims + (role == RBUS_CONSUMER ? RBUS_SIDE_LEASES : 0);
 	int n = 0;
 
 	for (unsigned i = 0; i < RBUS_SIDE_LEASES; i++) {
 		uint32_t t = token;
 
 		/* Relaxed: as in mpmc_open(). */
+		if (atomic_load_explicit(&side->leases[i], memory_order_relaxed) != token)
+			continue;
+		/* Its slots first, then the entry and the count, as a close
+		 * does: a peer that sees the hang-up finds them finished. */
+		recover_claim(r, role, &claims[i]);
 		if (!atomic_compare_exchange_strong_explicit(&side->leases[i], &t, 0,
 							     memory_order_relaxed,
 							     memory_order_relaxed))
 			continue;
 		/* Drop the count, never below 0 (a hostile or confused
-		 * peer may have lowered it).  Release: as in mpmc_close(). */
+		 * peer may have lowered it).  Release: as in mpmc_close(),
+		 * and for the slot stores above. */
 		uint32_t c = atomic_load_explicit(&side->attached, memory_order_relaxed);
 
 		for (int tries = 0; c > 0 && tries < RBUS_CAS_RETRIES; tries++)
