@@ -39,9 +39,13 @@
  * region from rbus_broker_create() or on fds passed on by hand are not
  * leased: nobody releases them if their process dies, and an SPSC role so
  * taken stays busy.  Use rbus_broker_open() for roles.  A connection used
- * after fork() acts for the process that connected: connect again in the
- * child.  A dead MPMC handle that had claimed a slot and not yet filled or
- * freed it leaves that slot held (doc/design.md, "Death of a peer").
+ * after fork() acts for the process that connected, and so does a handle
+ * inherited through fork(): connect and open again in the child.  An MPMC
+ * handle's claimed slots (a reservation not committed, a peek not
+ * released, a send under way) are finished when its process dies: passed
+ * over, or freed and their messages lost (doc/design.md, "Death of a
+ * peer"), except a claim its process died within a few instructions of
+ * making.
  *
  * A connection (struct rbus_broker) is not thread-safe: one thread at a time
  * per connection.  Every call is a blocking request/reply round trip; none

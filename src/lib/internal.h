@@ -132,6 +132,8 @@ struct rbus_channel {
 	/* MPMC, with a lease entry: the claim record of that entry, where the
 	 * handle notes what it holds claimed (ring_mpmc.c); else NULL. */
 	struct rbus_claim *claim;
+	/* The process that opened it, as ring_mpmc.c tells (0: cannot). */
+	uint32_t incarnation;
 };
 
 /* channel.c: rbus_channel_open() with the token the broker handed out

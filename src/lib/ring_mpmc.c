@@ -52,6 +52,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -114,12 +116,85 @@ static int mpmc_claim_free(struct rbus_channel *ch, const struct iovec *iov,
 	return -EAGAIN;
 }
 
+/*
+ * Which process may write a handle's claim record: the one that opened it.
+ * A child that goes on using a handle it inherited through fork() holds
+ * claims under its parent's token, and ringbusd recovers that token when
+ * the parent exits (protocol.md, "One connection, one process"): were the
+ * child's claims in the record, ringbusd would finish them under it, and
+ * the child's own publish or free after that would leave a stamp a lap
+ * behind, which stops the ring for everyone.  So a handle notes only in the
+ * process that opened it.  Telling which process that is costs no system
+ * call: `incarnation` points at a private page that fork() wipes in the
+ * child (MADV_WIPEONFORK); the first broker handle a process opens stamps
+ * the page with its pid, and each handle keeps the value it found.  In a
+ * child the page reads 0, or the child's own pid once it opens a handle of
+ * its own: never the value an inherited handle kept.  Without
+ * MADV_WIPEONFORK (Linux before 4.14) every process notes, as if this were
+ * not here.  With membarrier_state in wait.c, this is the library's only
+ * process-wide state; it is set once and never freed.
+ */
+static _Atomic(_Atomic uint32_t *) incarnation;
+
+static uint32_t incarnation_get(void)
+{
+	/* Acquire: pairs with the release CAS below, for the page's
+	 * contents (zero) and its wipe-on-fork advice. */
+	_Atomic uint32_t *page = atomic_load_explicit(&incarnation, memory_order_acquire);
+	uint32_t v;
+
+	if (!page) {
+		_Atomic uint32_t *none = NULL;
+		void *p = mmap(NULL, RBUS_PAGE_SIZE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			return 0;
+		if (madvise(p, RBUS_PAGE_SIZE, MADV_WIPEONFORK) < 0) {
+			munmap(p, RBUS_PAGE_SIZE);
+			return 0;
+		}
+		/* Release: see above.  A thread that lost the race frees
+		 * its page and takes the winner's. */
+		if (atomic_compare_exchange_strong_explicit(&incarnation, &none, p,
+							    memory_order_acq_rel,
+							    memory_order_acquire))
+			page = p;
+		else {
+			munmap(p, RBUS_PAGE_SIZE);
+			page = none;
+		}
+	}
+	/* Relaxed: private to this process; racing first opens store the
+	 * same pid. */
+	v = atomic_load_explicit(page, memory_order_relaxed);
+	if (!v) {
+		v = (uint32_t)getpid();
+		atomic_store_explicit(page, v, memory_order_relaxed);
+	}
+	return v;
+}
+
+/* Is this the process that opened ch?  0 in ch->incarnation: no
+ * MADV_WIPEONFORK, so it cannot tell, and says yes. */
+static inline bool claim_mine(const struct rbus_channel *ch)
+{
+	_Atomic uint32_t *page;
+
+	if (!ch->incarnation)
+		return true;
+	/* Relaxed: the pointer was published to this thread by the open
+	 * (or by fork()), and the page is private. */
+	page = atomic_load_explicit(&incarnation, memory_order_relaxed);
+	return atomic_load_explicit(page, memory_order_relaxed) == ch->incarnation;
+}
+
 /* Note that this handle holds [first, first + k) claimed (see above). */
 static inline void claim_note(struct rbus_channel *ch, uint64_t first, unsigned k)
 {
 	struct rbus_claim *c = ch->claim;
 
-	if (c) {
+	if (c && claim_mine(ch)) {
 		/* Relaxed: read by ringbusd only after this process died. */
 		atomic_store_explicit(&c->first, first, memory_order_relaxed);
 		atomic_store_explicit(&c->count, k, memory_order_relaxed);
@@ -132,7 +207,7 @@ static inline void claim_note(struct rbus_channel *ch, uint64_t first, unsigned 
 /* Every slot noted is published or freed. */
 static inline void claim_done(struct rbus_channel *ch)
 {
-	if (ch->claim)
+	if (ch->claim && claim_mine(ch))
 		/* Release: not before the publishes or frees above, in
 		 * program order; nobody acquires it (ringbusd reads it after
 		 * this process died). */
@@ -172,16 +247,16 @@ static int mpmc_reserve(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 	uint64_t first;
 	int k = mpmc_claim_free(ch, NULL, n, &first);
 
+	if (k <= 0)
+		return k;
+	claim_note(ch, first, (unsigned)k);
 	for (int i = 0; i < k; i++) {
 		iov[i].iov_base = rbus_slot_at(ch, first + i)->data;
 		iov[i].iov_len = ch->max_msg;
 	}
-	if (k > 0) {
-		claim_note(ch, first, (unsigned)k);
-		ch->pending = PENDING_RESERVE;
-		ch->pending_pos = first;
-		ch->npending = (uint32_t)k;
-	}
+	ch->pending = PENDING_RESERVE;
+	ch->pending_pos = first;
+	ch->npending = (uint32_t)k;
 	return k;
 }
 
@@ -427,6 +502,7 @@ static int mpmc_open(struct rbus_channel *ch)
 			ch->lease = (int)i;
 			ch->claim = &ch->region->claims[(ch->role == RBUS_CONSUMER ?
 							 RBUS_SIDE_LEASES : 0) + i];
+			ch->incarnation = incarnation_get();
 			/* Relaxed: see claim_note(). */
 			atomic_store_explicit(&ch->claim->count, 0, memory_order_relaxed);
 			break;
@@ -464,28 +540,47 @@ static void mpmc_close(struct rbus_channel *ch)
  * producer's slots still unpublished are published as skipped (consumers
  * pass over them, as over an abandoned reservation); a consumer's slots
  * still committed are freed (the messages in them are lost: the consumer
- * had taken them).  The record is a hint from shared memory: only slots in
- * the window the indices allow (a producer's claim lies between head and
- * tail, a consumer's in the ring's length below the head), and only those
- * whose stamp says exactly that the claim is still open, are touched.
- * Nobody else writes such a slot: its claimant is dead, and the peers wait
- * for this stamp to change.  Addresses come from index & mask, so a
- * hostile record cannot make this write outside the slots.
+ * had taken them).  The record is a hint from shared memory.  Only the part
+ * of it inside the window the indices allow is looked at: a producer's
+ * open claim lies in [head, tail), as consumers cannot pass it; a
+ * consumer's in [tail - capacity, head), as it took them and producers
+ * cannot lap them.  Of those slots, only one whose stamp says exactly that
+ * the claim is still open is written; nobody else writes such a slot (its
+ * claimant is dead, and the peers wait for this stamp to change).  The
+ * work is bounded by *budget, shared by the records of the side: honest
+ * claims never overlap, so capacity slots in all.  Addresses come from
+ * index & mask, so no record can make this write outside the slots.
  */
-static void recover_claim(struct rbus_region *r, enum rbus_role role, struct rbus_claim *c)
+static void recover_claim(struct rbus_region *r, enum rbus_role role, struct rbus_claim *c,
+			  uint64_t *budget)
 {
 	const uint64_t cap = r->hdr.capacity, mask = cap - 1;
 	/* Relaxed: written by a process now dead (see claim_note()). */
-	uint32_t k = atomic_load_explicit(&c->count, memory_order_relaxed);
+	uint64_t k = atomic_load_explicit(&c->count, memory_order_relaxed);
 	uint64_t first = atomic_load_explicit(&c->first, memory_order_relaxed);
 	/* Relaxed: bounds for the hint; the stamps decide. */
 	uint64_t head = atomic_load_explicit(&r->cons->index, memory_order_relaxed);
 	uint64_t tail = atomic_load_explicit(&r->prod->index, memory_order_relaxed);
+	uint64_t lo, len, start, n = 0;
 
-	if (k > cap)
-		k = 0;
-	for (uint32_t i = 0; i < k; i++) {
-		uint64_t idx = first + i;
+	if (tail - head <= cap && k <= cap) {
+		lo = role == RBUS_PRODUCER ? head : tail - cap;
+		len = role == RBUS_PRODUCER ? tail - head : cap - (tail - head);
+		/* [first, first + k) meets [lo, lo + len): all lengths are at
+		 * most capacity, far below 2^63, so the differences tell. */
+		if (first - lo < len) {
+			start = first;
+			n = k < len - (first - lo) ? k : len - (first - lo);
+		} else if (lo - first < k) {
+			start = lo;
+			n = k - (lo - first) < len ? k - (lo - first) : len;
+		}
+	}
+	if (n > *budget)
+		n = *budget;
+	*budget -= n;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t idx = start + i;
 		struct rbus_slot *s = (struct rbus_slot *)(r->slots +
 							   (idx & mask) * r->hdr.slot_size);
 		/* Relaxed: the claimant is dead; nobody else writes the slot
@@ -493,20 +588,20 @@ static void recover_claim(struct rbus_region *r, enum rbus_role role, struct rbu
 		uint32_t stamp = atomic_load_explicit(&s->stamp, memory_order_relaxed);
 
 		if (role == RBUS_PRODUCER) {
-			if (idx - head >= tail - head || stamp != (uint32_t)idx)
+			if (stamp != (uint32_t)idx)
 				continue;
 			/* Relaxed: ordered before the consumers' read by R4. */
 			atomic_store_explicit(&s->len, RBUS_SLOT_SKIP, memory_order_relaxed);
 			/* R4 (release), as mpmc_publish() does; pairs with A4. */
 			atomic_store_explicit(&s->stamp, (uint32_t)(idx + 1), memory_order_release);
 		} else {
-			if (head - idx - 1 >= cap || stamp != (uint32_t)(idx + 1))
+			if (stamp != (uint32_t)(idx + 1))
 				continue;
 			/* R5 (release), as mpmc_free_slots() does; pairs with A5. */
 			atomic_store_explicit(&s->stamp, (uint32_t)(idx + cap), memory_order_release);
 		}
 	}
-	/* Relaxed: the entry is cleared below; a new holder clears it too. */
+	/* Relaxed: the entry is cleared next; a new holder clears it too. */
 	atomic_store_explicit(&c->count, 0, memory_order_relaxed);
 }
 
@@ -514,6 +609,9 @@ int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token
 {
 	struct rbus_side *side = role == RBUS_PRODUCER ? r->prod : r->cons;
 	struct rbus_claim *claims = r->claims + (role == RBUS_CONSUMER ? RBUS_SIDE_LEASES : 0);
+	/* Honest claims of one side never overlap and lie in a window of at
+	 * most capacity slots: that bounds the work for all records. */
+	uint64_t budget = r->hdr.capacity;
 	int n = 0;
 
 	for (unsigned i = 0; i < RBUS_SIDE_LEASES; i++) {
@@ -524,7 +622,7 @@ int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token
 			continue;
 		/* Its slots first, then the entry and the count, as a close
 		 * does: a peer that sees the hang-up finds them finished. */
-		recover_claim(r, role, &claims[i]);
+		recover_claim(r, role, &claims[i], &budget);
 		if (!atomic_compare_exchange_strong_explicit(&side->leases[i], &t, 0,
 							     memory_order_relaxed,
 							     memory_order_relaxed))

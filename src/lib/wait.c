@@ -106,7 +106,8 @@ void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until, bool probe);
 
 /* Registration of this process for membarrier(2): 0 not tried yet, 1 done,
  * -1 impossible.  Process-wide because the kernel's registration is; it is
- * the library's only global state, and it is only ever set once. */
+ * one of the library's two pieces of global state (the other is
+ * `incarnation` in ring_mpmc.c); it is only ever set once. */
 static _Atomic int membarrier_state;
 
 static long membarrier(int cmd)
