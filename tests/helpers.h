@@ -75,6 +75,9 @@ void th_tally_free(struct th_tally *t, bool shared);
 /* --- processes and fds --------------------------------------------------*/
 /* Number of open fds of this process. */
 int th_count_fds(void);
+/* The state letter of /proc/PID/task/TID/stat ('S': asleep in the kernel),
+ * or '?' if it cannot be read. */
+char th_task_state(pid_t pid, pid_t tid);
 /* Fork; the child runs fn(arg) and _exit()s with its return value.  Returns
  * the pid (asserting success). */
 pid_t th_fork(int (*fn)(void *), void *arg);

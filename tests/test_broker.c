@@ -1071,6 +1071,46 @@ START_TEST(kill_consumer_resumes)
 }
 END_TEST
 
+/* A child process that opens what it holds, says so on a pipe, and waits
+ * to be killed (the holders of the death tests). */
+struct holder {
+	pid_t pid;
+	int to_child[2], from_child[2];
+};
+
+/* Fork fn(pipes) with pipes = { read end of to_child, write end of
+ * from_child }, and wait until it has written its byte. */
+static void holder_start(struct holder *h, int (*fn)(void *))
+{
+	static int args[2];
+	char c;
+
+	ck_assert_int_eq(pipe(h->to_child), 0);
+	ck_assert_int_eq(pipe(h->from_child), 0);
+	args[0] = h->to_child[0];
+	args[1] = h->from_child[1];
+	h->pid = th_fork(fn, args);
+	ck_assert_int_eq(read(h->from_child[0], &c, 1), 1);
+}
+
+/* SIGKILL it and reap it. */
+static void holder_kill(struct holder *h)
+{
+	int status;
+
+	ck_assert_int_eq(kill(h->pid, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(h->pid, &status, 0), h->pid);
+	ck_assert(WIFSIGNALED(status));
+}
+
+static void holder_end(struct holder *h)
+{
+	for (int i = 0; i < 2; i++) {
+		close(h->to_child[i]);
+		close(h->from_child[i]);
+	}
+}
+
 /* An MPMC producer that dies: the count drops, the consumer sees the hang-up. */
 static int mpmc_holder(void *arg)
 {
@@ -1097,9 +1137,8 @@ START_TEST(kill_mpmc_producer)
 	struct rbus_broker *b = conn();
 	struct rbus_channel *c = NULL, *p = NULL;
 	struct rbus_broker_stat st;
-	int to_child[2], from_child[2], args[2], status;
+	struct holder h;
 	char buf[8];
-	pid_t pid;
 
 	create(b, "many", RBUS_KIND_MPMC, 16, 0600, 0);
 	ck_assert_rbus(rbus_broker_open(b, "many", RBUS_CONSUMER, 0, &c), 0);
@@ -1107,19 +1146,13 @@ START_TEST(kill_mpmc_producer)
 	ck_assert_rbus(rbus_broker_open(b, "many", RBUS_PRODUCER, 0, &p), 0);
 	rbus_channel_close(p);
 
-	ck_assert_int_eq(pipe(to_child), 0);
-	ck_assert_int_eq(pipe(from_child), 0);
-	args[0] = to_child[0];
-	args[1] = from_child[1];
-	pid = th_fork(mpmc_holder, args);
-	ck_assert_int_eq(read(from_child[0], buf, 1), 1);
+	holder_start(&h, mpmc_holder);
 	ck_assert_rbus(rbus_broker_stat(b, "many", &st), 0);
 	ck_assert_uint_eq(st.prod_attached, 2);
 	/* Processes holding the role: the test's own handle is closed, and
 	 * shared memory says so (its lease entry is clear). */
 	ck_assert_uint_eq(st.chan.producers, 1);
-	ck_assert_int_eq(kill(pid, SIGKILL), 0);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	holder_kill(&h);
 
 	/* Its message is there; after it, the hang-up. */
 	ck_assert_rbus(rbus_recv_wait(c, buf, sizeof(buf), rbus_deadline_in(20000000000)), 1);
@@ -1130,10 +1163,7 @@ START_TEST(kill_mpmc_producer)
 	ck_assert_uint_eq(st.deaths, 1);
 	ck_assert_uint_eq(st.recovered, 2);
 	rbus_channel_close(c);
-	close(to_child[0]);
-	close(to_child[1]);
-	close(from_child[0]);
-	close(from_child[1]);
+	holder_end(&h);
 	rbus_broker_close(b);
 }
 END_TEST
@@ -1178,28 +1208,20 @@ START_TEST(kill_mpmc_slot_holders)
 	struct rbus_broker *b = conn();
 	struct rbus_channel *c = NULL, *p = NULL;
 	struct rbus_broker_stat st;
-	int to_child[2], from_child[2], args[2], status;
+	struct holder h;
 	char buf[8];
-	pid_t pid;
 
 	create(b, "held", RBUS_KIND_MPMC, 16, 0600, 0);
 	ck_assert_rbus(rbus_broker_open(b, "held", RBUS_CONSUMER, 0, &c), 0);
 	ck_assert_rbus(rbus_broker_open(b, "held", RBUS_PRODUCER, 0, &p), 0);
 	ck_assert_rbus(rbus_send(p, "B", 1), 0);
 
-	ck_assert_int_eq(pipe(to_child), 0);
-	ck_assert_int_eq(pipe(from_child), 0);
-	args[0] = to_child[0];
-	args[1] = from_child[1];
-	pid = th_fork(slot_holder, args);
-	ck_assert_int_eq(read(from_child[0], buf, 1), 1);
+	holder_start(&h, slot_holder);
 	/* Index 2; the consumers stop at index 1, claimed and unpublished. */
 	ck_assert_rbus(rbus_send(p, "A", 1), 0);
 	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
 
-	ck_assert_int_eq(kill(pid, SIGKILL), 0);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFSIGNALED(status));
+	holder_kill(&h);
 
 	/* The reservation is passed over... */
 	ck_assert_rbus(rbus_recv_wait(c, buf, sizeof(buf), rbus_deadline_in(20000000000)), 1);
@@ -1228,13 +1250,27 @@ START_TEST(kill_mpmc_slot_holders)
 	ck_assert_uint_eq(st.deaths, 1);
 	rbus_channel_close(p);
 	rbus_channel_close(c);
-	close(to_child[0]);
-	close(to_child[1]);
-	close(from_child[0]);
-	close(from_child[1]);
+	holder_end(&h);
 	rbus_broker_close(b);
 }
 END_TEST
+
+/* After a recovery: laps of a full ring, sent by p and received by c in
+ * order, one byte each, with the ring found full after each fill. */
+static void full_laps(struct rbus_channel *p, struct rbus_channel *c, int laps)
+{
+	char buf[8];
+
+	for (int lap = 0; lap < laps; lap++) {
+		for (int i = 0; i < 16; i++)
+			ck_assert_rbus(rbus_send(p, &(char){ (char)i }, 1), 0);
+		ck_assert_rbus(rbus_send(p, "x", 1), -EAGAIN);
+		for (int i = 0; i < 16; i++) {
+			ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
+			ck_assert_int_eq(buf[0], i);
+		}
+	}
+}
 
 /* A child that goes on using an MPMC handle its parent opened, through
  * fork(), holds its claims under the parent's token; ringbusd recovers that
@@ -1305,14 +1341,7 @@ START_TEST(fork_child_keeps_its_claims)
 	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
 	ck_assert_int_eq(buf[0], 'F');
 	/* And the ring goes on, through B's slot's next lap. */
-	for (int lap = 0; lap < 2; lap++) {
-		for (int i = 0; i < 16; i++)
-			ck_assert_rbus(rbus_send(p, &(char){ (char)i }, 1), 0);
-		for (int i = 0; i < 16; i++) {
-			ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
-			ck_assert_int_eq(buf[0], i);
-		}
-	}
+	full_laps(p, c, 2);
 	rbus_channel_close(p);
 	rbus_channel_close(c);
 	close(go[0]);
@@ -1371,9 +1400,8 @@ START_TEST(hostile_claim_records)
 	struct rbus_broker *b = conn();
 	struct rbus_channel *c = NULL, *p = NULL;
 	struct rbus_broker_stat st;
-	int to_child[2], from_child[2], args[2], status;
+	struct holder h;
 	char buf[8];
-	pid_t pid;
 
 	create(b, "vandal", RBUS_KIND_MPMC, 16, 0600, 0);
 	ck_assert_rbus(rbus_broker_open(b, "vandal", RBUS_CONSUMER, 0, &c), 0);
@@ -1384,14 +1412,8 @@ START_TEST(hostile_claim_records)
 	for (int i = 0; i < 4; i++)
 		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
 
-	ck_assert_int_eq(pipe(to_child), 0);
-	ck_assert_int_eq(pipe(from_child), 0);
-	args[0] = to_child[0];
-	args[1] = from_child[1];
-	pid = th_fork(record_vandal, args);
-	ck_assert_int_eq(read(from_child[0], buf, 1), 1);
-	ck_assert_int_eq(kill(pid, SIGKILL), 0);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	holder_start(&h, record_vandal);
+	holder_kill(&h);
 	/* ringbusd noticed, recovered the twelve handles, and lives.  STAT
 	 * reads the shared-memory counts before its own records, so a reply
 	 * can show the recovery counted and the counts not yet dropped: wait
@@ -1409,21 +1431,10 @@ START_TEST(hostile_claim_records)
 		ck_assert_int_eq(buf[0], 'a' + i);
 	}
 	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
-	for (int lap = 0; lap < 3; lap++) {
-		for (int i = 0; i < 16; i++)
-			ck_assert_rbus(rbus_send(p, &(char){ (char)i }, 1), 0);
-		ck_assert_rbus(rbus_send(p, "x", 1), -EAGAIN);
-		for (int i = 0; i < 16; i++) {
-			ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
-			ck_assert_int_eq(buf[0], i);
-		}
-	}
+	full_laps(p, c, 3);
 	rbus_channel_close(p);
 	rbus_channel_close(c);
-	close(to_child[0]);
-	close(to_child[1]);
-	close(from_child[0]);
-	close(from_child[1]);
+	holder_end(&h);
 	rbus_broker_close(b);
 }
 END_TEST

@@ -24,25 +24,39 @@
 #include "helpers.h"
 #include "stress_engine.h"
 
-START_TEST(detector_sees_lost_wakeups)
+/* The detector's run: one producer, one consumer, heavy jitter, W = 100 ms,
+ * stop at the first stall or after 60 s. */
+static struct rb_stress_cfg detector_cfg(bool mpmc, enum rb_stress_traffic traffic)
 {
-	struct rb_stress_cfg cfg = {
-		.kind = _i ? RBUS_KIND_MPMC : RBUS_KIND_SPSC, .wakeup = RBUS_WAKE_FUTEX,
+	return (struct rb_stress_cfg){
+		.kind = mpmc ? RBUS_KIND_MPMC : RBUS_KIND_SPSC, .wakeup = RBUS_WAKE_FUTEX,
 		.nprod = 1, .ncons = 1, .count = 100000, .capacity = 16, .max_msg = 64,
-		.traffic = RB_STRESS_SPARSE, .jitter = RB_STRESS_JITTER_HEAVY,
+		.traffic = traffic, .jitter = RB_STRESS_JITTER_HEAVY,
 		.wait_ns = 100000000, .stop_at_stall = true,
 		.duration_ns = 60000000000, .seed = 7,
 	};
+}
+
+/* Run it: it must stop at a stall, with nothing lost or damaged (the bug
+ * delays messages, it loses none). */
+static void detector_run(const struct rb_stress_cfg *cfg, const char *name,
+			 struct rb_stress_result *res)
+{
+	ck_assert_int_eq(rb_stress_run(cfg, res), 0);
+	rb_stress_print_line(stdout, name, cfg, res);
+	ck_assert_msg(res->stalls > 0, "no stall found in %.1f s without the re-check",
+		      (double)res->elapsed_ns / 1e9);
+	ck_assert_uint_eq(res->lost, 0);
+	ck_assert_uint_eq(res->corrupt, 0);
+	ck_assert_msg(res->errors == 0, "errors: %s", res->error);
+}
+
+START_TEST(detector_sees_lost_wakeups)
+{
+	struct rb_stress_cfg cfg = detector_cfg(_i, RB_STRESS_SPARSE);
 	struct rb_stress_result res;
 
-	ck_assert_int_eq(rb_stress_run(&cfg, &res), 0);
-	rb_stress_print_line(stdout, "detector", &cfg, &res);
-	ck_assert_msg(res.stalls > 0, "no stall found in %.1f s without the re-check",
-		      (double)res.elapsed_ns / 1e9);
-	/* Stalls, not damage: the bug delays messages, it loses none. */
-	ck_assert_uint_eq(res.lost, 0);
-	ck_assert_uint_eq(res.corrupt, 0);
-	ck_assert_msg(res.errors == 0, "errors: %s", res.error);
+	detector_run(&cfg, "detector", &res);
 }
 END_TEST
 
@@ -54,24 +68,12 @@ END_TEST
  * consumer then waits too); then another run, up to five. */
 START_TEST(detector_sees_lost_room_wakeups)
 {
-	struct rb_stress_cfg cfg = {
-		.kind = _i ? RBUS_KIND_MPMC : RBUS_KIND_SPSC, .wakeup = RBUS_WAKE_FUTEX,
-		.nprod = 1, .ncons = 1, .count = 100000, .capacity = 16, .max_msg = 64,
-		.traffic = RB_STRESS_SPARSE_ROOM, .jitter = RB_STRESS_JITTER_HEAVY,
-		.wait_ns = 100000000, .stop_at_stall = true,
-		.duration_ns = 60000000000,
-	};
+	struct rb_stress_cfg cfg = detector_cfg(_i, RB_STRESS_SPARSE_ROOM);
 	struct rb_stress_result res;
 
 	for (unsigned run = 0; run < 5; run++) {
 		cfg.seed = 7 + run;
-		ck_assert_int_eq(rb_stress_run(&cfg, &res), 0);
-		rb_stress_print_line(stdout, "detector, room", &cfg, &res);
-		ck_assert_msg(res.stalls > 0, "no stall found in %.1f s without the re-check",
-			      (double)res.elapsed_ns / 1e9);
-		ck_assert_uint_eq(res.lost, 0);
-		ck_assert_uint_eq(res.corrupt, 0);
-		ck_assert_msg(res.errors == 0, "errors: %s", res.error);
+		detector_run(&cfg, "detector, room", &res);
 		if (res.send_stalls > 0)
 			return;
 	}

@@ -69,26 +69,6 @@ static struct rbus_channel *open_ch(struct rbus_region *r, enum rbus_role role,
 	return ch;
 }
 
-/* The state letter of /proc/PID/task/TID/stat ('S': asleep in the kernel). */
-static char task_state(pid_t pid, pid_t tid)
-{
-	char path[96], buf[512], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return '?';
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return '?';
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : '?';
-}
-
 static uint64_t sleeps(struct rbus_region *r, bool data)
 {
 	struct rbus_wait_stats st;
@@ -106,7 +86,7 @@ static void until_asleep(struct rbus_region *r, bool data, uint64_t min, pid_t p
 			 pid_t tid)
 {
 	for (;;) {
-		if (sleeps(r, data) >= min && task_state(pid, tid) == 'S')
+		if (sleeps(r, data) >= min && th_task_state(pid, tid) == 'S')
 			return;
 		sched_yield();
 	}

@@ -21,7 +21,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -85,30 +84,10 @@ static void hooks_teardown(void)
 	rbus_test_sleep = NULL;
 }
 
-/* The state letter of /proc/self/task/TID/stat ('S': asleep in the kernel). */
-static char task_state(pid_t tid)
-{
-	char path[64], buf[512], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return '?';
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return '?';
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : '?';
-}
-
 /* Until *counter reaches min and thread tid is asleep in the kernel. */
 static void until_asleep(_Atomic int *counter, int min, pid_t tid)
 {
-	while (atomic_load(counter) < min || task_state(tid) != 'S')
+	while (atomic_load(counter) < min || th_task_state(getpid(), tid) != 'S')
 		sched_yield();
 }
 
