@@ -131,8 +131,8 @@ static int mpmc_claim_free(struct rbus_channel *ch, const struct iovec *iov,
  * child the page reads 0, or the child's own pid once it opens a handle of
  * its own: never the value an inherited handle kept.  Without
  * MADV_WIPEONFORK (Linux before 4.14) every process notes, as if this were
- * not here.  With membarrier_state in wait.c, this is the library's only
- * process-wide state; it is set once and never freed.
+ * not here.  This pointer and membarrier_state in wait.c are the library's
+ * only process-wide state; the page is mapped once and never freed.
  */
 static _Atomic(_Atomic uint32_t *) incarnation;
 
