@@ -45,7 +45,8 @@
  * released, a send under way) are finished when its process dies: passed
  * over, or freed and their messages lost (doc/design.md, "Death of a
  * peer"), except a claim its process died within a few instructions of
- * making.
+ * making: a process killed while busy in ring calls can die there, and the
+ * ring then stops at that slot.
  *
  * A connection (struct rbus_broker) is not thread-safe: one thread at a time
  * per connection.  Every call is a blocking request/reply round trip; none

@@ -23,7 +23,8 @@
  * stores are relaxed; a compiler barrier after the note, and a release
  * store of the clear, keep them where they are in the code, so that a
  * process killed anywhere leaves a record that covers every slot it held,
- * except in the few instructions between a claim's CAS and its note.
+ * except in the few instructions between a claim's CAS and its note
+ * (design.md §3.9 measures how often a busy process dies there).
  *
  * Ordering edges (doc/design.md has the table):
  *   R4/A4  producer's release store of stamp i+1   ->  consumer's acquire
@@ -63,57 +64,6 @@
 static inline int32_t stamp_diff(uint32_t stamp, uint64_t want)
 {
 	return (int32_t)(stamp - (uint32_t)want);
-}
-
-/*
- * Claim up to n free slots at the tail.  With iov set (send), stop before a
- * message longer than max_msg.  Returns the number claimed and their first
- * index in *first, or -EAGAIN (full, or contention past the retry bound),
- * -EMSGSIZE (iov[0] too long).
- */
-static int mpmc_claim_free(struct rbus_channel *ch, const struct iovec *iov,
-			   unsigned n, uint64_t *first)
-{
-	_Atomic uint64_t *tail = ch->my_index;
-
-	if (n > ch->capacity)
-		n = ch->capacity;
-	for (int tries = 0; tries < RBUS_CAS_RETRIES; tries++) {
-		/* Relaxed: the CAS below validates pos; slot state comes
-		 * from the stamps. */
-		uint64_t pos = atomic_load_explicit(tail, memory_order_relaxed);
-		int32_t d = 0;
-		unsigned k;
-
-		for (k = 0; k < n; k++) {
-			if (iov && unlikely(iov[k].iov_len > ch->max_msg)) {
-				if (k == 0)
-					return -EMSGSIZE;
-				break;
-			}
-			/* A5 (acquire): pairs with R5 in mpmc_free_slots();
-			 * the last lap's reader is done with the slot. */
-			d = stamp_diff(atomic_load_explicit(&rbus_slot_at(ch, pos + k)->stamp,
-							    memory_order_acquire),
-				       pos + k);
-			if (d != 0)
-				break;
-		}
-		if (k == 0) {
-			if (d < 0)
-				return -EAGAIN; /* last lap's message still there */
-			continue;               /* tail moved on: reload */
-		}
-		/* Relaxed: the CAS only decides who owns [pos, pos+k);
-		 * the slot contents are ordered by A5/R4 on the stamps. */
-		if (atomic_compare_exchange_weak_explicit(tail, &pos, pos + k,
-							  memory_order_relaxed,
-							  memory_order_relaxed)) {
-			*first = pos;
-			return (int)k;
-		}
-	}
-	return -EAGAIN;
 }
 
 /*
@@ -214,6 +164,60 @@ static inline void claim_done(struct rbus_channel *ch)
 		atomic_store_explicit(&ch->claim->count, 0, memory_order_release);
 }
 
+/*
+ * Claim up to n free slots at the tail.  With iov set (send), stop before a
+ * message longer than max_msg.  Returns the number claimed and their first
+ * index in *first, or -EAGAIN (full, or contention past the retry bound),
+ * -EMSGSIZE (iov[0] too long).
+ */
+static int mpmc_claim_free(struct rbus_channel *ch, const struct iovec *iov,
+			   unsigned n, uint64_t *first)
+{
+	_Atomic uint64_t *tail = ch->my_index;
+
+	if (n > ch->capacity)
+		n = ch->capacity;
+	for (int tries = 0; tries < RBUS_CAS_RETRIES; tries++) {
+		/* Relaxed: the CAS below validates pos; slot state comes
+		 * from the stamps. */
+		uint64_t pos = atomic_load_explicit(tail, memory_order_relaxed);
+		int32_t d = 0;
+		unsigned k;
+
+		for (k = 0; k < n; k++) {
+			if (iov && unlikely(iov[k].iov_len > ch->max_msg)) {
+				if (k == 0)
+					return -EMSGSIZE;
+				break;
+			}
+			/* A5 (acquire): pairs with R5 in mpmc_free_slots();
+			 * the last lap's reader is done with the slot. */
+			d = stamp_diff(atomic_load_explicit(&rbus_slot_at(ch, pos + k)->stamp,
+							    memory_order_acquire),
+				       pos + k);
+			if (d != 0)
+				break;
+		}
+		if (k == 0) {
+			if (d < 0)
+				return -EAGAIN; /* last lap's message still there */
+			continue;               /* tail moved on: reload */
+		}
+		/* Relaxed: the CAS only decides who owns [pos, pos+k);
+		 * the slot contents are ordered by A5/R4 on the stamps. */
+		if (atomic_compare_exchange_weak_explicit(tail, &pos, pos + k,
+							  memory_order_relaxed,
+							  memory_order_relaxed)) {
+			/* At once: a death before the note leaves the
+			 * claim unrecorded (see the top of this file). */
+			claim_note(ch, pos, k);
+			*first = pos;
+			return (int)k;
+		}
+	}
+	return -EAGAIN;
+}
+
 static inline void mpmc_publish(struct rbus_channel *ch, uint64_t idx, uint32_t len)
 {
 	struct rbus_slot *s = rbus_slot_at(ch, idx);
@@ -232,7 +236,6 @@ static int mpmc_send(struct rbus_channel *ch, const struct iovec *iov, unsigned 
 
 	if (k <= 0)
 		return k;
-	claim_note(ch, first, (unsigned)k);
 	for (int i = 0; i < k; i++) {
 		rbus_copy(rbus_slot_at(ch, first + i)->data, iov[i].iov_base,
 			  iov[i].iov_len);
@@ -249,7 +252,6 @@ static int mpmc_reserve(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 
 	if (k <= 0)
 		return k;
-	claim_note(ch, first, (unsigned)k);
 	for (int i = 0; i < k; i++) {
 		iov[i].iov_base = rbus_slot_at(ch, first + i)->data;
 		iov[i].iov_len = ch->max_msg;
@@ -349,6 +351,9 @@ static int mpmc_claim_full(struct rbus_channel *ch, const struct iovec *iov,
 		if (atomic_compare_exchange_weak_explicit(head, &pos, pos + k,
 							  memory_order_relaxed,
 							  memory_order_relaxed)) {
+			/* At once: a death before the note leaves the
+			 * claim unrecorded (see the top of this file). */
+			claim_note(ch, pos, k);
 			*first = pos;
 			return (int)k;
 		}
@@ -409,7 +414,6 @@ static int mpmc_recv(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 
 		if (k < 0)
 			return k;
-		claim_note(ch, first, (unsigned)k);
 		m = mpmc_gather(ch, first, (unsigned)k, iov, n, true, &corrupt);
 		mpmc_free_slots(ch, first, (unsigned)k);
 		claim_done(ch);
@@ -434,7 +438,6 @@ static int mpmc_peek(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 
 		if (k < 0)
 			return k;
-		claim_note(ch, first, (unsigned)k);
 		m = mpmc_gather(ch, first, (unsigned)k, iov, n, false, &corrupt);
 		if (m) {
 			ch->pending = PENDING_PEEK;
