@@ -198,10 +198,26 @@ static pid_t start_daemon(const char *path)
 	close(fds[1]);
 	if (pid < 0 || read(fds[0], ready, sizeof(ready)) <= 0) {
 		close(fds[0]);
+		if (pid > 0)
+			kill_wait(pid);
+		rmdir(dir);
 		return -1;
 	}
 	close(fds[0]);
 	return pid;
+}
+
+/* Stop it with SIGTERM, so that it removes its socket and lock file, and
+ * remove the directory start_daemon() made. */
+static void stop_daemon(pid_t pid)
+{
+	char dir[sizeof(sock)];
+
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	snprintf(dir, sizeof(dir), "%s", sock);
+	*strrchr(dir, '/') = '\0';
+	rmdir(dir);
 }
 
 static void usage(FILE *f)
@@ -258,7 +274,7 @@ int main(int argc, char **argv)
 	o.flags = RBUS_BROKER_PERSISTENT;
 	if (rbus_broker_connect(sock, &b) || rbus_broker_create(b, "chaos", &o, NULL)) {
 		fprintf(stderr, "ringbus-chaos: cannot create the channel at %s\n", sock);
-		kill_wait(dpid);
+		stop_daemon(dpid);
 		return 1;
 	}
 	for (int i = 0; i < NP; i++)
@@ -302,11 +318,7 @@ int main(int argc, char **argv)
 	memset(&st, 0, sizeof(st));
 	rbus_broker_stat(b, "chaos", &st);
 	rbus_broker_close(b);
-	/* SIGTERM: ringbusd removes its socket and lock file. */
-	kill(dpid, SIGTERM);
-	waitpid(dpid, NULL, 0);
-	*strrchr(sock, '/') = '\0';
-	rmdir(sock);
+	stop_daemon(dpid);
 
 	flowed = WIFEXITED(status) && WEXITSTATUS(status) == 0 && final_seen == FINAL;
 	printf("ringbus-chaos: %u kills (%s), %llu deaths and %llu roles recovered by ringbusd\n",
