@@ -44,9 +44,15 @@
  * handle's claimed slots (a reservation not committed, a peek not
  * released, a send under way) are finished when its process dies: passed
  * over, or freed and their messages lost (doc/design.md, "Death of a
- * peer"), except a claim its process died within a few instructions of
- * making: a process killed while busy in ring calls can die there, and the
- * ring then stops at that slot.
+ * peer").  The exceptions, where the ring stops at the slot: the handles
+ * of a side beyond its 27 lease entries, whose claims nobody records; and
+ * a claim its process died while making (between noting it and knowing it
+ * won), which is finished only if no other handle could hold those slots.
+ * That is not the case on a channel where a handle without a record of its
+ * own has claimed (one opened with rbus_channel_open(), one beyond the 27,
+ * or one used in a process that did not open it, or any handle on a kernel
+ * without MADV_WIPEONFORK), nor for a slot that a live handle was itself
+ * trying to claim at the moment of the recovery.
  *
  * A connection (struct rbus_broker) is not thread-safe: one thread at a time
  * per connection.  Every call is a blocking request/reply round trip; none

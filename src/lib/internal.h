@@ -134,6 +134,9 @@ struct rbus_channel {
 	struct rbus_claim *claim;
 	/* The process that opened it, as ring_mpmc.c tells (0: cannot). */
 	uint32_t incarnation;
+	/* MPMC, without a record of its own to note claims in: the side's
+	 * `unrecorded` flag is set (ring_mpmc.c, claim_record()). */
+	bool told_unrecorded;
 };
 
 /* channel.c: rbus_channel_open() with the token the broker handed out
@@ -208,8 +211,20 @@ enum rbus_sleep_event {
 				     anything but the timer */
 	RBUS_SLEEP_EXPIRED,       /* slept until `until` and nothing woke it */
 };
+/* And a hook called inside an MPMC claim of a handle with a claim record
+ * (ring_mpmc.c): test_broker stops a process at these points to kill it. */
+enum rbus_claim_point {
+	RBUS_CLAIM_NOTED,         /* the intent noted, before the CAS */
+	RBUS_CLAIM_WON,           /* the CAS succeeded, not yet marked held */
+};
 #ifdef RBUS_TEST_HOOKS
 extern void (*rbus_test_jitter)(enum rbus_jitter_point where);
+extern void (*rbus_test_claim)(enum rbus_claim_point where);
+#define RBUS_CLAIM_HOOK(w)                                                     \
+	do {                                                                   \
+		if (rbus_test_claim)                                           \
+			rbus_test_claim(w);                                    \
+	} while (0)
 extern void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until, bool probe);
 #define RBUS_JITTER(w)                                                         \
 	do {                                                                   \
@@ -223,6 +238,7 @@ extern void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until, bool pro
 	} while (0)
 #else
 #define RBUS_JITTER(w) ((void)0)
+#define RBUS_CLAIM_HOOK(w) ((void)0)
 #define RBUS_SLEEP_HOOK(ev, until, probe) ((void)0)
 #endif
 

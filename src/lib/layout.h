@@ -57,7 +57,7 @@
 #include <stdint.h>
 
 #define RBUS_MAGIC        UINT64_C(0x0031305355424752) /* "RGBUS01\0" LE */
-#define RBUS_ABI_VERSION  4u
+#define RBUS_ABI_VERSION  5u
 #define RBUS_HDR_SIZE     256u
 #define RBUS_SIDE_SIZE    256u
 #define RBUS_WAIT_SIZE    128u
@@ -66,6 +66,7 @@
 #define RBUS_PAGE_SIZE    4096u
 #define RBUS_SIDE_LEASES  27u  /* MPMC lease entries per side block */
 #define RBUS_CLAIM_SIZE   128u /* one claim record: a pair of lines alone */
+#define RBUS_CLAIM_HELD   0x80000000u /* claim record: its CAS succeeded */
 #define RBUS_TOKEN_LOCAL  1u   /* owner token of a handle opened without
 				  the broker; the broker's tokens are >= 2 */
 
@@ -149,7 +150,13 @@ struct rbus_side {
 	 * a handle that finds no free entry is not recorded (and cannot be
 	 * recovered).  SPSC: unused (0). */
 	_Atomic uint32_t leases[RBUS_SIDE_LEASES];
-	uint8_t reserved1[8];      /* zero */
+	/* MPMC: 1 once a process claimed slots of this side through a handle
+	 * without a claim record of its own (opened without the broker, past
+	 * the lease entries, or inherited through fork()); never cleared.
+	 * ringbusd then leaves alone the records of claims whose CAS it
+	 * cannot tell succeeded (rbus_mpmc_recover()).  SPSC: unused (0). */
+	_Atomic uint32_t unrecorded;
+	uint8_t reserved1[4];      /* zero */
 };
 
 /*
@@ -177,17 +184,20 @@ struct rbus_wait {
 
 /*
  * MPMC: what the handle of one lease entry (struct rbus_side.leases) holds
- * claimed, for ringbusd to finish if that handle's process dies
- * (rbus_mpmc_recover()).  Written only by that handle: [first, first +
- * count) after each claim, count 0 once every slot of it is published
- * (producer) or freed (consumer).  Read by ringbusd after the process
- * died, and bounds-checked there: an untrusted hint of which slots to look
- * at, never trusted for an address.  Each record has 128 bytes alone, as a
- * side block's index does: every handle writes its own at every call.
+ * claimed, or is about to claim, for ringbusd to finish if that handle's
+ * process dies (rbus_mpmc_recover()).  Written only by that handle: [first,
+ * first + count) before each claim's CAS (an intent: the CAS may yet fail),
+ * RBUS_CLAIM_HELD added once the CAS succeeded, count 0 once every slot of
+ * it is published (producer) or freed (consumer), or the claim failed.
+ * Read by ringbusd: the dead handle's record after its process died, and
+ * the live handles' records to see which slots they cover.  Bounds-checked
+ * there: an untrusted hint of which slots to look at, never trusted for an
+ * address.  Each record has 128 bytes alone, as a side block's index does:
+ * every handle writes its own at every call.
  */
 struct rbus_claim {
 	_Atomic uint64_t first;
-	_Atomic uint32_t count;
+	_Atomic uint32_t count;  /* slots | RBUS_CLAIM_HELD, 0: none */
 	uint32_t reserved0;
 	uint8_t reserved[RBUS_CLAIM_SIZE - 16];
 };

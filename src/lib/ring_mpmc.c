@@ -17,22 +17,32 @@
  * instead of burning the holder's CPU.  A holder that dies between claim and
  * stamp leaves its slot held; recovering it is the broker's job (see
  * doc/design.md, "Death of a peer").  For that, a handle with a lease
- * entry notes in the entry's claim record (layout.h) the slots it holds:
- * after each claim, [first, first + k); cleared once they are published or
- * freed.  Nobody else reads the record while the handle lives, so the
- * stores are relaxed; a compiler barrier after the note, and a release
- * store of the clear, keep them where they are in the code, so that a
- * process killed anywhere leaves a record that covers every slot it held,
- * except in the few instructions between a claim's CAS and its note
- * (design.md §3.9 measures how often a busy process dies there).
+ * entry notes in the entry's claim record (layout.h) the slots it is about
+ * to claim, [first, first + k), before each claim's CAS; marks the record
+ * held (RBUS_CLAIM_HELD) once the CAS succeeded; and clears it once the
+ * slots are published or freed, or the claim failed.  So from before the
+ * CAS until after the last publish or free, the record covers every slot
+ * the handle holds, and a process killed anywhere leaves a record that
+ * does.  A record without the mark is only an intent: its CAS may have
+ * failed, and the slots it names may be another handle's.  ringbusd
+ * finishes such slots only when every handle that claimed on the side had
+ * a record of its own and no other record covers them (recover_claim()
+ * below).
  *
  * Ordering edges (doc/design.md has the table):
  *   R4/A4  producer's release store of stamp i+1   ->  consumer's acquire
  *          load of it: len and bytes are visible to the consumer.
  *   R5/A5  consumer's release store of stamp i+cap ->  producer's acquire
  *          load of it: the consumer's reads happen before the rewrite.
- *   The CASes on head and tail are relaxed: they only arbitrate who owns an
- *   index; all data is ordered by the stamps.
+ *   R7/A7  a claim's CAS of head or tail (release on success) -> ringbusd's
+ *          acquire load of that index in rbus_mpmc_recover(): the claim
+ *          record's intent, stored before the CAS, is visible to a
+ *          recovery that sees the index moved past the claimed slots.
+ *   R8/A8  the claim record's stores (release) -> ringbusd's acquire loads
+ *          of a live handle's record: a recovery that finds the record no
+ *          longer covering a slot sees the slot published or freed.
+ *   Otherwise the CASes on head and tail arbitrate who owns an index; all
+ *   data is ordered by the stamps.
  *
  * Taking lines ahead.  A consumer reads a slot's stamp and then rewrites it
  * (R5); read first, the line arrives shared with the producer that wrote it
@@ -139,29 +149,65 @@ static inline bool claim_mine(const struct rbus_channel *ch)
 	return atomic_load_explicit(page, memory_order_relaxed) == ch->incarnation;
 }
 
-/* Note that this handle holds [first, first + k) claimed (see above). */
-static inline void claim_note(struct rbus_channel *ch, uint64_t first, unsigned k)
-{
-	struct rbus_claim *c = ch->claim;
+#ifdef RBUS_TEST_HOOKS
+void (*rbus_test_claim)(enum rbus_claim_point where);
+#endif
 
-	if (c && claim_mine(ch)) {
-		/* Relaxed: read by ringbusd only after this process died. */
-		atomic_store_explicit(&c->first, first, memory_order_relaxed);
-		atomic_store_explicit(&c->count, k, memory_order_relaxed);
-		/* Not after the slot stores that follow, in program order:
-		 * a death among them must find the record written. */
-		atomic_signal_fence(memory_order_seq_cst);
+/*
+ * The record a claim of ch is noted in: ch->claim in the process that opened
+ * ch, else NULL.  A process that claims through a handle without a record of
+ * its own (opened without the broker, the 28th and later of a side, or
+ * inherited through fork()) says so once in the side's `unrecorded` flag,
+ * before its first CAS: from then on, ringbusd cannot take the records for
+ * all the claims there are (see the top of this file).
+ */
+static inline struct rbus_claim *claim_record(struct rbus_channel *ch)
+{
+	if (likely(ch->claim && claim_mine(ch)))
+		return ch->claim;
+	if (unlikely(!ch->told_unrecorded)) {
+		/* Relaxed: ordered before our CAS, which carries it (R7). */
+		atomic_store_explicit(&ch->my_side->unrecorded, 1, memory_order_relaxed);
+		ch->told_unrecorded = true;
 	}
+	return NULL;
 }
 
-/* Every slot noted is published or freed. */
+/* Before the CAS: this handle is about to claim [first, first + k). */
+static inline void claim_intent(struct rbus_claim *c, uint64_t first, unsigned k)
+{
+	/* R8 (release), both: after the publishes or frees of the claim
+	 * before (pairs with A8 in recover_claim()).  The CAS after them is
+	 * R7. */
+	atomic_store_explicit(&c->first, first, memory_order_release);
+	atomic_store_explicit(&c->count, k, memory_order_release);
+	RBUS_CLAIM_HOOK(RBUS_CLAIM_NOTED);
+}
+
+/* After the CAS succeeded: the k slots are this handle's. */
+static inline void claim_held(struct rbus_claim *c, unsigned k)
+{
+	RBUS_CLAIM_HOOK(RBUS_CLAIM_WON);
+	/* R8 (release), as in claim_intent(). */
+	atomic_store_explicit(&c->count, k | RBUS_CLAIM_HELD, memory_order_release);
+	/* Not after the slot stores that follow, in program order: a death
+	 * among them must find the claim marked held. */
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+/* The claim failed, or every slot of it is published or freed. */
+static inline void claim_clear(struct rbus_claim *c)
+{
+	/* R8 (release): not before the publishes or frees of the claim,
+	 * whose slots a recovery that reads 0 here must find finished. */
+	atomic_store_explicit(&c->count, 0, memory_order_release);
+}
+
+/* Every slot ch claimed is published or freed. */
 static inline void claim_done(struct rbus_channel *ch)
 {
 	if (ch->claim && claim_mine(ch))
-		/* Release: not before the publishes or frees above, in
-		 * program order; nobody acquires it (ringbusd reads it after
-		 * this process died). */
-		atomic_store_explicit(&ch->claim->count, 0, memory_order_release);
+		claim_clear(ch->claim);
 }
 
 /*
@@ -174,6 +220,7 @@ static int mpmc_claim_free(struct rbus_channel *ch, const struct iovec *iov,
 			   unsigned n, uint64_t *first)
 {
 	_Atomic uint64_t *tail = ch->my_index;
+	struct rbus_claim *rec = claim_record(ch);
 
 	if (n > ch->capacity)
 		n = ch->capacity;
@@ -203,17 +250,27 @@ static int mpmc_claim_free(struct rbus_channel *ch, const struct iovec *iov,
 				return -EAGAIN; /* last lap's message still there */
 			continue;               /* tail moved on: reload */
 		}
-		/* Relaxed: the CAS only decides who owns [pos, pos+k);
-		 * the slot contents are ordered by A5/R4 on the stamps. */
+		if (rec)
+			claim_intent(rec, pos, k);
+		/* R7 (release) on success: our intent, noted above, before
+		 * the tail moves past the slots (pairs with A7 in
+		 * recover_claim()).  Otherwise the CAS only decides who owns
+		 * [pos, pos+k); the slot contents are ordered by A5/R4 on the
+		 * stamps. */
 		if (atomic_compare_exchange_weak_explicit(tail, &pos, pos + k,
-							  memory_order_relaxed,
+							  memory_order_release,
 							  memory_order_relaxed)) {
-			/* At once: a death before the note leaves the
-			 * claim unrecorded (see the top of this file). */
-			claim_note(ch, pos, k);
+			if (rec)
+				claim_held(rec, k);
 			*first = pos;
 			return (int)k;
 		}
+		/* Lost: at once, not at the next intent, which the walk may
+		 * put off (see recover_claim(), "a live handle's intent").
+		 * So every way out of this function leaves the record clear
+		 * or held. */
+		if (rec)
+			claim_clear(rec);
 	}
 	return -EAGAIN;
 }
@@ -286,6 +343,7 @@ static int mpmc_claim_full(struct rbus_channel *ch, const struct iovec *iov,
 			   unsigned n, uint64_t *first)
 {
 	_Atomic uint64_t *head = ch->my_index;
+	struct rbus_claim *rec = claim_record(ch);
 
 	if (n > ch->capacity)
 		n = ch->capacity;
@@ -347,16 +405,21 @@ static int mpmc_claim_full(struct rbus_channel *ch, const struct iovec *iov,
 				return -EAGAIN; /* not committed yet: empty */
 			continue;               /* head moved on: reload */
 		}
-		/* Relaxed: ownership only; A4/R5 order the contents. */
+		if (rec)
+			claim_intent(rec, pos, k);
+		/* R7 (release) on success, as in mpmc_claim_free().
+		 * Otherwise ownership only; A4/R5 order the contents. */
 		if (atomic_compare_exchange_weak_explicit(head, &pos, pos + k,
-							  memory_order_relaxed,
+							  memory_order_release,
 							  memory_order_relaxed)) {
-			/* At once: a death before the note leaves the
-			 * claim unrecorded (see the top of this file). */
-			claim_note(ch, pos, k);
+			if (rec)
+				claim_held(rec, k);
 			*first = pos;
 			return (int)k;
 		}
+		/* Lost: at once, as in mpmc_claim_free(). */
+		if (rec)
+			claim_clear(rec);
 	}
 	return -EAGAIN;
 }
@@ -493,8 +556,9 @@ static int mpmc_open(struct rbus_channel *ch)
 	 * count back if this process dies.  The count goes up before the
 	 * record and (in close) down after it: a death between the two
 	 * leaves the count one too high (a hang-up not seen), never too low
-	 * (a hang-up seen while a producer lives).  Relaxed: the entries
-	 * order nothing; ringbusd reads them after this process died. */
+	 * (a hang-up seen while a producer lives).  Relaxed: the CAS
+	 * continues the release sequence of the close that freed the entry
+	 * (R9 in mpmc_close()), whatever its own order. */
 	for (unsigned i = 0; i < RBUS_SIDE_LEASES; i++) {
 		uint32_t none = 0;
 
@@ -506,8 +570,16 @@ static int mpmc_open(struct rbus_channel *ch)
 			ch->claim = &ch->region->claims[(ch->role == RBUS_CONSUMER ?
 							 RBUS_SIDE_LEASES : 0) + i];
 			ch->incarnation = incarnation_get();
-			/* Relaxed: see claim_note(). */
-			atomic_store_explicit(&ch->claim->count, 0, memory_order_relaxed);
+			/* Release: R8, as in claim_clear(). */
+			claim_clear(ch->claim);
+			/* Without a way to tell a forked child (no
+			 * MADV_WIPEONFORK), a child would note its claims in
+			 * this record, over ours: no record could be taken
+			 * for the whole truth.  Relaxed: carried by our
+			 * claims' CASes (R7), as in claim_record(). */
+			if (!ch->incarnation)
+				atomic_store_explicit(&ch->my_side->unrecorded, 1,
+						      memory_order_relaxed);
 			break;
 		}
 	}
@@ -525,11 +597,14 @@ static void mpmc_close(struct rbus_channel *ch)
 
 		ch->claim = NULL;
 
-		/* Relaxed: see mpmc_open().  A CAS, not a store: a hostile
-		 * peer may have rewritten the entry; we clear only ours. */
+		/* R9 (release) on success: our publishes and frees, and the
+		 * clear of our record, before a recovery that finds the entry
+		 * free and so does not look at the record (pairs with A9 in
+		 * recover_claim()).  A CAS, not a store: a hostile peer may
+		 * have rewritten the entry; we clear only ours. */
 		atomic_compare_exchange_strong_explicit(&ch->my_side->leases[ch->lease],
 							&mine, 0,
-							memory_order_relaxed,
+							memory_order_release,
 							memory_order_relaxed);
 	}
 	/* Release: our slot stores above happen before a peer that sees
@@ -538,50 +613,15 @@ static void mpmc_close(struct rbus_channel *ch)
 	atomic_fetch_sub_explicit(&ch->my_side->attached, 1, memory_order_release);
 }
 
-/*
- * Finish what a dead handle held claimed, as its call would have: a
- * producer's slots still unpublished are published as skipped (consumers
- * pass over them, as over an abandoned reservation); a consumer's slots
- * still committed are freed (the messages in them are lost: the consumer
- * had taken them).  The record is a hint from shared memory.  Only the part
- * of it inside the window the indices allow is looked at: a producer's
- * open claim lies in [head, tail), as consumers cannot pass it; a
- * consumer's in [tail - capacity, head), as it took them and producers
- * cannot lap them.  Of those slots, only one whose stamp says exactly that
- * the claim is still open is written; nobody else writes such a slot (its
- * claimant is dead, and the peers wait for this stamp to change).  The
- * work is bounded by *budget, shared by the records of the side: honest
- * claims never overlap, so capacity slots in all.  Addresses come from
- * index & mask, so no record can make this write outside the slots.
- */
-static void recover_claim(struct rbus_region *r, enum rbus_role role, struct rbus_claim *c,
-			  uint64_t *budget)
+/* Finish [start, start + n), as the dead claimant's call would have: the
+ * slots whose stamps say the claim is still open.  Nobody else writes such
+ * a slot: its claimant is dead, and the peers wait for its stamp to
+ * change. */
+static void finish_slots(struct rbus_region *r, enum rbus_role role, uint64_t start,
+			 uint64_t n)
 {
 	const uint64_t cap = r->hdr.capacity, mask = cap - 1;
-	/* Relaxed: written by a process now dead (see claim_note()). */
-	uint64_t k = atomic_load_explicit(&c->count, memory_order_relaxed);
-	uint64_t first = atomic_load_explicit(&c->first, memory_order_relaxed);
-	/* Relaxed: bounds for the hint; the stamps decide. */
-	uint64_t head = atomic_load_explicit(&r->cons->index, memory_order_relaxed);
-	uint64_t tail = atomic_load_explicit(&r->prod->index, memory_order_relaxed);
-	uint64_t lo, len, start, n = 0;
 
-	if (tail - head <= cap && k <= cap) {
-		lo = role == RBUS_PRODUCER ? head : tail - cap;
-		len = role == RBUS_PRODUCER ? tail - head : cap - (tail - head);
-		/* [first, first + k) meets [lo, lo + len): all lengths are at
-		 * most capacity, far below 2^63, so the differences tell. */
-		if (first - lo < len) {
-			start = first;
-			n = k < len - (first - lo) ? k : len - (first - lo);
-		} else if (lo - first < k) {
-			start = lo;
-			n = k - (lo - first) < len ? k - (lo - first) : len;
-		}
-	}
-	if (n > *budget)
-		n = *budget;
-	*budget -= n;
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t idx = start + i;
 		struct rbus_slot *s = (struct rbus_slot *)(r->slots +
@@ -604,14 +644,152 @@ static void recover_claim(struct rbus_region *r, enum rbus_role role, struct rbu
 			atomic_store_explicit(&s->stamp, (uint32_t)(idx + cap), memory_order_release);
 		}
 	}
+}
+
+/* The part of [first, first + k) in [lo, lo + len), as offsets [*b, *e)
+ * from lo; false if none.  All lengths are at most capacity, far below
+ * 2^63, so the unsigned differences tell. */
+static bool overlap(uint64_t first, uint64_t k, uint64_t lo, uint64_t len, uint64_t *b,
+		    uint64_t *e)
+{
+	if (first - lo < len) {
+		*b = first - lo;
+		*e = k < len - *b ? *b + k : len;
+		return true;
+	}
+	if (lo - first < k) {
+		*b = 0;
+		*e = k - (lo - first) < len ? k - (lo - first) : len;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Finish what the dead handle of lease entry e (holding token) held claimed,
+ * as its call would have: a producer's slots still unpublished are published
+ * as skipped (consumers pass over them, as over an abandoned reservation); a
+ * consumer's slots still committed are freed (the messages in them are lost:
+ * the consumer had taken them).  The record is a hint from shared memory.
+ * Only the part of it inside the window the indices allow is looked at: a
+ * producer's open claim lies in [head, tail), as consumers cannot pass it; a
+ * consumer's in [tail - capacity, head), as it took them and producers
+ * cannot lap them.  Of those slots, only one whose stamp says exactly that
+ * the claim is still open is written (finish_slots()).
+ *
+ * A record marked held names slots the handle won.  One not marked is an
+ * intent: the handle died between noting it and marking it, and its CAS may
+ * have failed, the slots being another handle's.  Those are finished only
+ * if that other handle cannot be alive and holding them: every handle of the
+ * side that ever claimed had a record of its own (the side's `unrecorded`
+ * flag is clear), and no record but those of this token covers the slot.
+ * A live claimant noted its intent before its CAS (R7/A7 below), and keeps
+ * its record covering the slot until it has published or freed it
+ * (R8/A8); a record of another dead token that covers it leaves it for
+ * that token's recovery, which then finds this record cleared.  An entry
+ * found free was freed by a close after its handle's last publish or free
+ * (R9/A9).
+ *
+ * A live handle's intent covers slots it has not won for as long as it
+ * takes from noting it to failing its CAS and clearing it, a few
+ * instructions (longer if the process is stopped there).  A recovery that
+ * reads it then leaves the slot alone, and nobody will finish it.
+ *
+ * The work is bounded by *budget, shared by the records of the side: honest
+ * claims never overlap, so capacity slots in all.  Addresses come from
+ * index & mask, so no record can make this write outside the slots.
+ */
+static void recover_claim(struct rbus_region *r, enum rbus_role role, unsigned e,
+			  uint32_t token, uint64_t *budget)
+{
+	struct rbus_side *side = role == RBUS_PRODUCER ? r->prod : r->cons;
+	struct rbus_claim *claims = r->claims + (role == RBUS_CONSUMER ? RBUS_SIDE_LEASES : 0);
+	const uint64_t cap = r->hdr.capacity;
+	/* Relaxed: written by a process now dead. */
+	uint32_t raw = atomic_load_explicit(&claims[e].count, memory_order_relaxed);
+	uint64_t first = atomic_load_explicit(&claims[e].first, memory_order_relaxed);
+	uint64_t k = raw & ~RBUS_CLAIM_HELD;
+	/* A7 (acquire): pairs with R7, the claims' CASes: every claim of
+	 * the slots below these indices has its intent in its record.
+	 * And bounds for the hint; the stamps decide. */
+	uint64_t head = atomic_load_explicit(&r->cons->index, memory_order_acquire);
+	uint64_t tail = atomic_load_explicit(&r->prod->index, memory_order_acquire);
+	uint64_t lo, len, b = 0, end = 0;
+	struct { uint64_t b, e; } cover[RBUS_SIDE_LEASES];
+	unsigned ncover = 0;
+
+	if (tail - head > cap || k > cap)
+		goto out;
+	lo = role == RBUS_PRODUCER ? head : tail - cap;
+	len = role == RBUS_PRODUCER ? tail - head : cap - (tail - head);
+	if (!overlap(first, k, lo, len, &b, &end))
+		goto out;
+	lo += b;                        /* now [lo, lo + len) */
+	len = end - b;
+	if (len > *budget)
+		len = *budget;
+	*budget -= len;
+	if (raw & RBUS_CLAIM_HELD) {
+		finish_slots(r, role, lo, len);
+		goto out;
+	}
+
+	/* An intent.  After A7: a handle without a record that claimed in
+	 * the window had set `unrecorded` before its CAS.  Relaxed: the
+	 * acquire above orders it. */
+	if (atomic_load_explicit(&side->unrecorded, memory_order_relaxed))
+		goto out;
+	/* The parts of the window the other tokens' records cover. */
+	for (unsigned i = 0; i < RBUS_SIDE_LEASES; i++) {
+		/* A9 (acquire): pairs with R9 in mpmc_close(); a free entry
+		 * (or one a later open took) comes after the last publish
+		 * or free of the handle that held it. */
+		uint32_t t = atomic_load_explicit(&side->leases[i], memory_order_acquire);
+		uint64_t f, c;
+
+		if (t == 0 || t == token)
+			continue;
+		/* A8 (acquire), both: pairs with R8 in claim_intent(),
+		 * claim_held() and claim_clear(): a record that no longer
+		 * covers a slot it held comes after that slot's publish or
+		 * free, which finish_slots() then sees in its stamp. */
+		c = atomic_load_explicit(&claims[i].count, memory_order_acquire) & ~RBUS_CLAIM_HELD;
+		f = atomic_load_explicit(&claims[i].first, memory_order_acquire);
+		/* A count above capacity cannot be honest: take it as
+		 * covering the whole window, which leaves the slots alone. */
+		if (c > cap) {
+			cover[ncover].b = 0;
+			cover[ncover++].e = len;
+		} else if (c && overlap(f, c, lo, len, &cover[ncover].b, &cover[ncover].e)) {
+			ncover++;
+		}
+	}
+	/* By start, then the gaps between them. */
+	for (unsigned i = 1; i < ncover; i++)
+		for (unsigned j = i; j > 0 && cover[j - 1].b > cover[j].b; j--) {
+			uint64_t tb = cover[j].b, te = cover[j].e;
+
+			cover[j] = cover[j - 1];
+			cover[j - 1].b = tb;
+			cover[j - 1].e = te;
+		}
+	b = 0;
+	for (unsigned i = 0; i < ncover; i++) {
+		if (cover[i].b > b)
+			finish_slots(r, role, lo + b, cover[i].b - b);
+		if (cover[i].e > b)
+			b = cover[i].e;
+	}
+	if (len > b)
+		finish_slots(r, role, lo + b, len - b);
+out:
 	/* Relaxed: the entry is cleared next; a new holder clears it too. */
-	atomic_store_explicit(&c->count, 0, memory_order_relaxed);
+	atomic_store_explicit(&claims[e].count, 0, memory_order_relaxed);
 }
 
 int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token)
 {
 	struct rbus_side *side = role == RBUS_PRODUCER ? r->prod : r->cons;
-	struct rbus_claim *claims = r->claims + (role == RBUS_CONSUMER ? RBUS_SIDE_LEASES : 0);
 	/* Honest claims of one side never overlap and lie in a window of at
 	 * most capacity slots: that bounds the work for all records. */
 	uint64_t budget = r->hdr.capacity;
@@ -625,7 +803,7 @@ int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token
 			continue;
 		/* Its slots first, then the entry and the count, as a close
 		 * does: a peer that sees the hang-up finds them finished. */
-		recover_claim(r, role, &claims[i], &budget);
+		recover_claim(r, role, i, token, &budget);
 		if (!atomic_compare_exchange_strong_explicit(&side->leases[i], &t, 0,
 							     memory_order_relaxed,
 							     memory_order_relaxed))

@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_claim_window.c - deaths inside an MPMC claim, against a real ringbusd
+ * and the library built with RBUS_TEST_HOOKS.
+ *
+ * A claim notes its intent in the handle's claim record, makes its CAS, and
+ * marks the record held (ring_mpmc.c, doc/design.md §3.9).  A process
+ * killed at random lands between those steps too rarely to test by chance
+ * (make chaos does, thousands of kills at a time), so the holder here stops
+ * itself there with the claim hook, says so on a pipe, and waits to be
+ * killed.  The tests then check what ringbusd made of the record it left:
+ * an intent whose CAS won is finished, one that a live handle's claim
+ * covers is left alone, and so is every intent on a side where a handle
+ * without a record has claimed.  Nothing sleeps: pipes say where the
+ * holder is, and STAT says when ringbusd has recovered it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker_fixture.h"
+#include "helpers.h"
+#include "internal.h"
+#include "layout.h"
+
+/* The side's flag: has a handle without a record of its own claimed? */
+static uint32_t unrecorded(struct rbus_channel *ch)
+{
+	return atomic_load(&ch->my_side->unrecorded);
+}
+
+/* ---- the holder ---------------------------------------------------------- */
+
+static enum rbus_claim_point stop_point;
+static int stop_pipes[2];
+
+static void stop_in_claim(enum rbus_claim_point where)
+{
+	char c = 'R';
+
+	if (where != stop_point)
+		return;
+	rbus_test_claim = NULL;
+	if (write(stop_pipes[1], &c, 1) != 1)
+		_exit(6);
+	/* Wait to be killed. */
+	(void)read(stop_pipes[0], &c, 1);
+	_exit(7);
+}
+
+/* Open a handle of the role of *arg on "window" and stop inside the claim
+ * of a send or a receive. */
+static int window_holder(void *arg)
+{
+	int *pipes = arg;
+	struct rbus_broker *b = NULL;
+	struct rbus_channel *ch = NULL;
+	char buf[8];
+
+	if (rbus_broker_connect(D.sock, &b) ||
+	    rbus_broker_open(b, "window", (enum rbus_role)pipes[2], 0, &ch))
+		return 1;
+	rbus_broker_close(b);
+	stop_pipes[0] = pipes[0];
+	stop_pipes[1] = pipes[1];
+	rbus_test_claim = stop_in_claim;
+	if (pipes[2] == RBUS_PRODUCER)
+		(void)rbus_send(ch, "D", 1);
+	else
+		(void)rbus_recv(ch, buf, sizeof(buf));
+	return 2;   /* the hook never returned */
+}
+
+/* Start the holder of role, stopping at point. */
+static void window_start(struct holder *h, enum rbus_role role, enum rbus_claim_point point)
+{
+	static int args[3];
+	char c;
+
+	stop_point = point;
+	ck_assert_int_eq(pipe(h->to_child), 0);
+	ck_assert_int_eq(pipe(h->from_child), 0);
+	args[0] = h->to_child[0];
+	args[1] = h->from_child[1];
+	args[2] = (int)role;
+	h->pid = th_fork(window_holder, args);
+	ck_assert_int_eq(read(h->from_child[0], &c, 1), 1);
+}
+
+/* Until ringbusd has recovered the holder's one handle. */
+static void wait_recovered(struct rbus_broker *b, const char *name)
+{
+	struct rbus_broker_stat st;
+
+	/* STAT reads the shared counts outside the daemon's lock: wait for
+	 * the count too (see kill_mpmc_slot_holders). */
+	for (;;) {
+		ck_assert_rbus(rbus_broker_stat(b, name, &st), 0);
+		if (st.recovered == 1 && st.prod_attached == 1 && st.cons_attached == 1)
+			break;
+		ck_assert_uint_le(st.recovered, 1);
+		sched_yield();
+	}
+	ck_assert_uint_eq(st.deaths, 1);
+}
+
+/* Killed after its CAS won a slot, before it marked the claim held: the
+ * record is an intent, nobody else's record covers the slot, so ringbusd
+ * finishes it.  Before intents were noted (the record was written after the
+ * CAS), the ring stopped there for good.  _i: 0 producer, 1 consumer. */
+START_TEST(death_after_claim_cas)
+{
+	const enum rbus_role role = _i ? RBUS_CONSUMER : RBUS_PRODUCER;
+	struct rbus_broker *b = conn();
+	struct rbus_channel *c = NULL, *p = NULL;
+	struct holder h;
+	char buf[8];
+
+	create(b, "window", RBUS_KIND_MPMC, 16, 0600, 0);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_CONSUMER, 0, &c), 0);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p), 0);
+	if (role == RBUS_CONSUMER)
+		ck_assert_rbus(rbus_send(p, "B", 1), 0);
+	window_start(&h, role, RBUS_CLAIM_WON);
+	/* The holder owns index 0, and nobody can pass it. */
+	if (role == RBUS_PRODUCER) {
+		ck_assert_rbus(rbus_send(p, "A", 1), 0);
+		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
+	} else {
+		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
+	}
+	holder_kill(&h);
+	wait_recovered(b, "window");
+	if (role == RBUS_PRODUCER) {
+		/* Its slot was passed over as skipped. */
+		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
+		ck_assert_int_eq(buf[0], 'A');
+	}
+	/* "B" was lost with the consumer that took it; slot 0 is free for
+	 * its next lap either way. */
+	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
+	full_laps(p, c, 2);
+	ck_assert_uint_eq(unrecorded(p), 0);
+	ck_assert_uint_eq(unrecorded(c), 0);
+	rbus_channel_close(p);
+	rbus_channel_close(c);
+	holder_end(&h);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* Killed after noting its intent, before its CAS, while a live handle
+ * claims the same slot: ringbusd must leave the live handle's slot alone,
+ * which it tells from the live handle's record.  Finishing it would have the
+ * consumers pass over the producer's reservation (its commit then lost, and
+ * the ring stopped a lap later), or let a producer overwrite the message
+ * under the consumer's peek.  _i: 0 producer, 1 consumer. */
+START_TEST(death_before_claim_cas)
+{
+	const enum rbus_role role = _i ? RBUS_CONSUMER : RBUS_PRODUCER;
+	struct rbus_broker *b = conn();
+	struct rbus_channel *c = NULL, *p = NULL;
+	struct holder h;
+	const void *msg;
+	void *slot;
+	char buf[8];
+
+	create(b, "window", RBUS_KIND_MPMC, 16, 0600, 0);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_CONSUMER, 0, &c), 0);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p), 0);
+	if (role == RBUS_CONSUMER)
+		ck_assert_rbus(rbus_send(p, "B", 1), 0);
+	window_start(&h, role, RBUS_CLAIM_NOTED);
+	/* The holder's intent names index 0; the live handle takes it. */
+	if (role == RBUS_PRODUCER)
+		ck_assert_rbus(rbus_reserve(p, &slot), 0);
+	else
+		ck_assert_rbus(rbus_peek(c, &msg), 1);
+	holder_kill(&h);
+	wait_recovered(b, "window");
+	if (role == RBUS_PRODUCER) {
+		/* Index 0 is still the reservation's: nothing to read. */
+		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
+		memset(slot, 'P', 1);
+		ck_assert_rbus(rbus_commit(p, 1), 0);
+		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
+		ck_assert_int_eq(buf[0], 'P');
+	} else {
+		/* Index 0 is still the peek's: a lap of sends stops before
+		 * its slot, and the message is intact. */
+		for (int i = 1; i < 16; i++)
+			ck_assert_rbus(rbus_send(p, &(char){ (char)('a' + i) }, 1), 0);
+		ck_assert_rbus(rbus_send(p, "x", 1), -EAGAIN);
+		ck_assert_int_eq(*(const char *)msg, 'B');
+		ck_assert_rbus(rbus_release(c), 1);
+		for (int i = 1; i < 16; i++) {
+			ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
+			ck_assert_int_eq(buf[0], 'a' + i);
+		}
+	}
+	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
+	full_laps(p, c, 2);
+	ck_assert_uint_eq(unrecorded(p), 0);
+	ck_assert_uint_eq(unrecorded(c), 0);
+	rbus_channel_close(p);
+	rbus_channel_close(c);
+	holder_end(&h);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* As death_before_claim_cas, but the live handle claiming the slot has no
+ * record: it was opened without the broker, on the broker's region.  Its
+ * first claim sets the side's `unrecorded` flag, and ringbusd then leaves
+ * every intent alone. */
+START_TEST(unrecorded_claim_left_alone)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_channel *c = NULL, *p = NULL, *local = NULL;
+	struct holder h;
+	void *slot;
+	char buf[8];
+
+	create(b, "window", RBUS_KIND_MPMC, 16, 0600, 0);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_CONSUMER, 0, &c), 0);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p), 0);
+	ck_assert_rbus(rbus_channel_open(rbus_channel_region(p), RBUS_PRODUCER, 0, &local), 0);
+	window_start(&h, RBUS_PRODUCER, RBUS_CLAIM_NOTED);
+	ck_assert_uint_eq(unrecorded(p), 0);
+	ck_assert_rbus(rbus_reserve(local, &slot), 0);
+	ck_assert_uint_eq(unrecorded(p), 1);
+	holder_kill(&h);
+	/* The local handle counts among the attached producers. */
+	for (;;) {
+		struct rbus_broker_stat st;
+
+		ck_assert_rbus(rbus_broker_stat(b, "window", &st), 0);
+		if (st.recovered == 1 && st.prod_attached == 2)
+			break;
+		ck_assert_uint_le(st.recovered, 1);
+		sched_yield();
+	}
+	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
+	memset(slot, 'L', 1);
+	ck_assert_rbus(rbus_commit(local, 1), 0);
+	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
+	ck_assert_int_eq(buf[0], 'L');
+	rbus_channel_close(local);
+	full_laps(p, c, 2);
+	rbus_channel_close(p);
+	rbus_channel_close(c);
+	holder_end(&h);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* ---- a claim that loses its CAS ------------------------------------------ */
+
+static struct rbus_channel *rival;
+static void *rival_slot;
+
+/* Called as p has noted its intent: p2 takes the slot first. */
+static void rival_reserves(enum rbus_claim_point where)
+{
+	if (where != RBUS_CLAIM_NOTED)
+		return;
+	rbus_test_claim = NULL;
+	ck_assert_rbus(rbus_reserve(rival, &rival_slot), 0);
+}
+
+/* A claim whose CAS fails clears its intent at once: left in place, it
+ * would cover the winner's slot until this handle's next claim, and a
+ * recovery meanwhile would leave a dead claimant's slot there alone for
+ * good (design.md §6.5).  p notes index 15 of 16, p2 takes it, p's CAS
+ * fails and its retry finds the ring full. */
+START_TEST(lost_cas_clears_intent)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_channel *c = NULL, *p = NULL, *p2 = NULL;
+	uint64_t first;
+	uint32_t count;
+	char buf[8];
+
+	create(b, "window", RBUS_KIND_MPMC, 16, 0600, 0);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_CONSUMER, 0, &c), 0);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p), 0);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p2), 0);
+	ck_assert_ptr_nonnull(p->claim);
+	ck_assert_ptr_nonnull(p2->claim);
+	for (int i = 0; i < 15; i++)
+		ck_assert_rbus(rbus_send(p, &(char){ (char)('a' + i) }, 1), 0);
+	rival = p2;
+	rbus_test_claim = rival_reserves;
+	ck_assert_rbus(rbus_send(p, "x", 1), -EAGAIN);
+	ck_assert_ptr_null(rbus_test_claim);
+	/* p holds nothing and says so; p2 holds index 15. */
+	count = atomic_load(&p->claim->count);
+	ck_assert_uint_eq(count, 0);
+	count = atomic_load(&p2->claim->count);
+	ck_assert_uint_eq(count, 1 | RBUS_CLAIM_HELD);
+	first = atomic_load(&p2->claim->first);
+	ck_assert_uint_eq(first, 15);
+	memset(rival_slot, 'R', 1);
+	ck_assert_rbus(rbus_commit(p2, 1), 0);
+	count = atomic_load(&p2->claim->count);
+	ck_assert_uint_eq(count, 0);
+	for (int i = 0; i < 15; i++) {
+		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
+		ck_assert_int_eq(buf[0], 'a' + i);
+	}
+	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
+	ck_assert_int_eq(buf[0], 'R');
+	ck_assert_uint_eq(unrecorded(p), 0);
+	rbus_channel_close(p2);
+	rbus_channel_close(p);
+	rbus_channel_close(c);
+	rbus_broker_close(b);
+}
+END_TEST
+
+static Suite *claim_window_suite(void)
+{
+	Suite *s = suite_create("claim_window");
+	TCase *tc = tcase_create("claim_window");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, death_after_claim_cas, 0, 2);
+	tcase_add_loop_test(tc, death_before_claim_cas, 0, 2);
+	tcase_add_test(tc, unrecorded_claim_left_alone);
+	tcase_add_test(tc, lost_cas_clears_intent);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(claim_window_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
