@@ -109,6 +109,34 @@ static void wait_recovered(struct rbus_broker *b, const char *name)
 	ck_assert_uint_eq(st.deaths, 1);
 }
 
+/* "window", 16 slots, and a broker consumer and producer; for a consumer
+ * holder, "B" at index 0 for it to take. */
+static void window_open(struct rbus_broker *b, enum rbus_role role, struct rbus_channel **c,
+			struct rbus_channel **p)
+{
+	create(b, "window", RBUS_KIND_MPMC, 16, 0600, 0);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_CONSUMER, 0, c), 0);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, p), 0);
+	if (role == RBUS_CONSUMER)
+		ck_assert_rbus(rbus_send(*p, "B", 1), 0);
+}
+
+/* The ring is empty and goes on, and every claim on it was recorded. */
+static void window_end(struct rbus_broker *b, struct rbus_channel *c, struct rbus_channel *p,
+		       struct holder *h)
+{
+	char buf[8];
+
+	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
+	full_laps(p, c, 2);
+	ck_assert_uint_eq(unrecorded(p), 0);
+	ck_assert_uint_eq(unrecorded(c), 0);
+	rbus_channel_close(p);
+	rbus_channel_close(c);
+	holder_end(h);
+	rbus_broker_close(b);
+}
+
 /* Killed after its CAS won a slot, before it marked the claim held: the
  * record is an intent, nobody else's record covers the slot, so ringbusd
  * finishes it.  Before intents were noted (the record was written after the
@@ -121,11 +149,7 @@ START_TEST(death_after_claim_cas)
 	struct holder h;
 	char buf[8];
 
-	create(b, "window", RBUS_KIND_MPMC, 16, 0600, 0);
-	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_CONSUMER, 0, &c), 0);
-	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p), 0);
-	if (role == RBUS_CONSUMER)
-		ck_assert_rbus(rbus_send(p, "B", 1), 0);
+	window_open(b, role, &c, &p);
 	window_start(&h, role, RBUS_CLAIM_WON);
 	/* The holder owns index 0, and nobody can pass it. */
 	if (role == RBUS_PRODUCER) {
@@ -143,14 +167,7 @@ START_TEST(death_after_claim_cas)
 	}
 	/* "B" was lost with the consumer that took it; slot 0 is free for
 	 * its next lap either way. */
-	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
-	full_laps(p, c, 2);
-	ck_assert_uint_eq(unrecorded(p), 0);
-	ck_assert_uint_eq(unrecorded(c), 0);
-	rbus_channel_close(p);
-	rbus_channel_close(c);
-	holder_end(&h);
-	rbus_broker_close(b);
+	window_end(b, c, p, &h);
 }
 END_TEST
 
@@ -170,11 +187,7 @@ START_TEST(death_before_claim_cas)
 	void *slot;
 	char buf[8];
 
-	create(b, "window", RBUS_KIND_MPMC, 16, 0600, 0);
-	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_CONSUMER, 0, &c), 0);
-	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p), 0);
-	if (role == RBUS_CONSUMER)
-		ck_assert_rbus(rbus_send(p, "B", 1), 0);
+	window_open(b, role, &c, &p);
 	window_start(&h, role, RBUS_CLAIM_NOTED);
 	/* The holder's intent names index 0; the live handle takes it. */
 	if (role == RBUS_PRODUCER)
@@ -203,14 +216,7 @@ START_TEST(death_before_claim_cas)
 			ck_assert_int_eq(buf[0], 'a' + i);
 		}
 	}
-	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
-	full_laps(p, c, 2);
-	ck_assert_uint_eq(unrecorded(p), 0);
-	ck_assert_uint_eq(unrecorded(c), 0);
-	rbus_channel_close(p);
-	rbus_channel_close(c);
-	holder_end(&h);
-	rbus_broker_close(b);
+	window_end(b, c, p, &h);
 }
 END_TEST
 
