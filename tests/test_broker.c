@@ -1032,16 +1032,17 @@ START_TEST(kill_mpmc_slot_holders)
 		ck_assert_int_eq(buf[0], 'a' + i);
 	}
 	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
-	/* STAT reads the shared counts without the daemon's lock, and the
-	 * last count may drop a moment after the slot store we saw. */
-	for (;;) {
+	/* The slot stores we saw come before the daemon counts the death;
+	 * STAT reads the shared counts under the same lock as the count,
+	 * so once it shows the death, it shows the roles dropped. */
+	do {
 		ck_assert_rbus(rbus_broker_stat(b, "held", &st), 0);
-		if (st.recovered == 2 && st.prod_attached == 1u + _i && st.cons_attached == 1u + _i)
-			break;
-		ck_assert_uint_le(st.recovered, 2);
 		sched_yield();
-	}
+	} while (st.deaths == 0);
 	ck_assert_uint_eq(st.deaths, 1);
+	ck_assert_uint_eq(st.recovered, 2);
+	ck_assert_uint_eq(st.prod_attached, 1u + _i);
+	ck_assert_uint_eq(st.cons_attached, 1u + _i);
 	if (_i) {
 		rbus_channel_close(lp);
 		rbus_channel_close(lc);
@@ -1108,12 +1109,12 @@ START_TEST(fork_child_keeps_its_claims)
 	args[1] = done[1];
 	th_wait_ok(th_fork(fork_user, args));
 	/* A has exited; wait until ringbusd has recovered its lease. */
-	for (;;) {
+	do {
 		ck_assert_rbus(rbus_broker_stat(b, "forked", &st), 0);
-		if (st.recovered == 1 && st.prod_attached == 1)
-			break;
 		sched_yield();
-	}
+	} while (st.deaths == 0);
+	ck_assert_uint_eq(st.recovered, 1);
+	ck_assert_uint_eq(st.prod_attached, 1);
 	/* B's slot is still B's: nothing to read yet.  B claimed without a
 	 * record of its own, and said so. */
 	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
@@ -1199,17 +1200,17 @@ START_TEST(hostile_claim_records)
 
 	holder_start(&h, record_vandal);
 	holder_kill(&h);
-	/* ringbusd noticed, recovered the twelve handles, and lives.  STAT
-	 * reads the shared-memory counts before its own records, so a reply
-	 * can show the recovery counted and the counts not yet dropped: wait
-	 * for both (a recovery that never drops them is a timeout). */
-	for (;;) {
+	/* ringbusd noticed, recovered the twelve handles, and lives.  A
+	 * reply that shows the death shows the recovery whole (the shared
+	 * counts are read under the lock the recovery holds). */
+	do {
 		ck_assert_rbus(rbus_broker_stat(b, "vandal", &st), 0);
-		if (st.recovered == 12 && st.prod_attached == 1 && st.cons_attached == 1)
-			break;
-		ck_assert_uint_le(st.recovered, 12);
 		sched_yield();
-	}
+	} while (st.deaths == 0);
+	ck_assert_uint_eq(st.deaths, 1);
+	ck_assert_uint_eq(st.recovered, 12);
+	ck_assert_uint_eq(st.prod_attached, 1);
+	ck_assert_uint_eq(st.cons_attached, 1);
 	/* Every message is there, in order, and the ring goes on. */
 	for (int i = 4; i < 12; i++) {
 		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);

@@ -92,21 +92,22 @@ static void window_start(struct holder *h, enum rbus_role role, enum rbus_claim_
 	ck_assert_int_eq(read(h->from_child[0], &c, 1), 1);
 }
 
-/* Until ringbusd has recovered the holder's one handle. */
-static void wait_recovered(struct rbus_broker *b, const char *name)
+/* Until ringbusd has recovered the holder's one handle, with prod
+ * producers attached after it (and one consumer). */
+static void wait_recovered(struct rbus_broker *b, const char *name, uint32_t prod)
 {
 	struct rbus_broker_stat st;
 
-	/* STAT reads the shared counts outside the daemon's lock: wait for
-	 * the count too (see kill_mpmc_slot_holders). */
-	for (;;) {
+	/* STAT reads the shared counts under the lock the recovery holds:
+	 * once it shows the death, it shows the role released. */
+	do {
 		ck_assert_rbus(rbus_broker_stat(b, name, &st), 0);
-		if (st.recovered == 1 && st.prod_attached == 1 && st.cons_attached == 1)
-			break;
-		ck_assert_uint_le(st.recovered, 1);
 		sched_yield();
-	}
+	} while (st.deaths == 0);
 	ck_assert_uint_eq(st.deaths, 1);
+	ck_assert_uint_eq(st.recovered, 1);
+	ck_assert_uint_eq(st.prod_attached, prod);
+	ck_assert_uint_eq(st.cons_attached, 1);
 }
 
 /* "window", 16 slots, and a broker consumer and producer; for a consumer
@@ -159,7 +160,7 @@ START_TEST(death_after_claim_cas)
 		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
 	}
 	holder_kill(&h);
-	wait_recovered(b, "window");
+	wait_recovered(b, "window", 1);
 	if (role == RBUS_PRODUCER) {
 		/* Its slot was passed over as skipped. */
 		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
@@ -195,7 +196,7 @@ START_TEST(death_before_claim_cas)
 	else
 		ck_assert_rbus(rbus_peek(c, &msg), 1);
 	holder_kill(&h);
-	wait_recovered(b, "window");
+	wait_recovered(b, "window", 1);
 	if (role == RBUS_PRODUCER) {
 		/* Index 0 is still the reservation's: nothing to read. */
 		ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
@@ -242,15 +243,7 @@ START_TEST(unrecorded_claim_left_alone)
 	ck_assert_uint_eq(unrecorded(p), 1);
 	holder_kill(&h);
 	/* The local handle counts among the attached producers. */
-	for (;;) {
-		struct rbus_broker_stat st;
-
-		ck_assert_rbus(rbus_broker_stat(b, "window", &st), 0);
-		if (st.recovered == 1 && st.prod_attached == 2)
-			break;
-		ck_assert_uint_le(st.recovered, 1);
-		sched_yield();
-	}
+	wait_recovered(b, "window", 2);
 	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
 	memset(slot, 'L', 1);
 	ck_assert_rbus(rbus_commit(local, 1), 0);

@@ -369,7 +369,6 @@ static void stat_region(const struct chan *ch, struct rbus_rep_stat *s)
 	s->space_sleeps = w.space_sleeps;
 	s->space_wakes = w.space_wakes;
 	s->space_blind = w.space_blind;
-	s->resident = region_resident(ch->region);
 }
 
 /* The daemon's records of STAT: counters and holders.  reg_lock. */
@@ -414,8 +413,13 @@ int req_stat(struct peer *pe, const struct rbus_req_name *q, struct reply *rep)
 	if (pe->uid != 0 && pe->uid != ch->desc.owner_uid &&
 	    !may_take(pe, ch, RBUS_PRODUCER) && !may_take(pe, ch, RBUS_CONSUMER))
 		return -EACCES;
-	stat_region(ch, body);
+	/* mincore() of the whole mapping: not under the lock. */
+	body->resident = region_resident(ch->region);
+	/* The shared counts under the lock too: a recovery (procs.c) drops
+	 * them and counts itself in one hold of it, so a reply that shows a
+	 * death and its recovery shows the counts dropped. */
 	reg_lock();
+	stat_region(ch, body);
 	stat_records(ch, body);
 	reg_unlock();
 	rep->len = sizeof(*body) + body->nholders * sizeof(body->holders[0]);
