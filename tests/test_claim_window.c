@@ -322,6 +322,30 @@ START_TEST(lost_cas_clears_intent)
 }
 END_TEST
 
+/* Where the library cannot tell a forked child from the process that
+ * opened a handle (no MADV_WIPEONFORK), a child would note its claims in the
+ * parent's record, and no record could be taken for the whole truth: the
+ * open sets the side's `unrecorded` flag itself. */
+START_TEST(no_wipeonfork_no_intents)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_channel *c = NULL, *p = NULL;
+
+	create(b, "window", RBUS_KIND_MPMC, 16, 0600, 0);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_CONSUMER, 0, &c), 0);
+	ck_assert_uint_eq(unrecorded(c), 0);
+	rbus_test_no_wipeonfork = true;
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p), 0);
+	rbus_test_no_wipeonfork = false;
+	ck_assert_ptr_nonnull(p->claim);
+	ck_assert_uint_eq(unrecorded(p), 1);
+	ck_assert_uint_eq(unrecorded(c), 0);
+	rbus_channel_close(p);
+	rbus_channel_close(c);
+	rbus_broker_close(b);
+}
+END_TEST
+
 static Suite *claim_window_suite(void)
 {
 	Suite *s = suite_create("claim_window");
@@ -333,6 +357,7 @@ static Suite *claim_window_suite(void)
 	tcase_add_loop_test(tc, death_before_claim_cas, 0, 2);
 	tcase_add_test(tc, unrecorded_claim_left_alone);
 	tcase_add_test(tc, lost_cas_clears_intent);
+	tcase_add_test(tc, no_wipeonfork_no_intents);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -220,6 +220,8 @@ enum rbus_claim_point {
 #ifdef RBUS_TEST_HOOKS
 extern void (*rbus_test_jitter)(enum rbus_jitter_point where);
 extern void (*rbus_test_claim)(enum rbus_claim_point where);
+/* Set: ring_mpmc.c behaves as without MADV_WIPEONFORK. */
+extern bool rbus_test_no_wipeonfork;
 #define RBUS_CLAIM_HOOK(w)                                                     \
 	do {                                                                   \
 		if (rbus_test_claim)                                           \

@@ -96,6 +96,10 @@ static inline int32_t stamp_diff(uint32_t stamp, uint64_t want)
  */
 static _Atomic(_Atomic uint32_t *) incarnation;
 
+#ifdef RBUS_TEST_HOOKS
+bool rbus_test_no_wipeonfork;
+#endif
+
 static uint32_t incarnation_get(void)
 {
 	/* Acquire: pairs with the release CAS below, for the page's
@@ -103,6 +107,10 @@ static uint32_t incarnation_get(void)
 	_Atomic uint32_t *page = atomic_load_explicit(&incarnation, memory_order_acquire);
 	uint32_t v;
 
+#ifdef RBUS_TEST_HOOKS
+	if (rbus_test_no_wipeonfork)
+		return 0;       /* as on a kernel before 4.14 */
+#endif
 	if (!page) {
 		_Atomic uint32_t *none = NULL;
 		void *p = mmap(NULL, RBUS_PAGE_SIZE, PROT_READ | PROT_WRITE,
