@@ -185,17 +185,28 @@ void create(struct rbus_broker *b, const char *name, enum rbus_kind kind,
 	ck_assert_rbus(rbus_broker_create(b, name, &o, NULL), 0);
 }
 
-void holder_start(struct holder *h, int (*fn)(void *))
+void holder_start_arg(struct holder *h, int (*fn)(void *), int extra)
 {
-	static int args[2];
+	static int args[3];
 	char c;
 
 	ck_assert_int_eq(pipe(h->to_child), 0);
 	ck_assert_int_eq(pipe(h->from_child), 0);
 	args[0] = h->to_child[0];
 	args[1] = h->from_child[1];
+	args[2] = extra;
 	h->pid = th_fork(fn, args);
-	ck_assert_int_eq(read(h->from_child[0], &c, 1), 1);
+	/* Only the child writes: if it ends without its byte, the read
+	 * sees the end at once. */
+	close(h->from_child[1]);
+	h->from_child[1] = -1;
+	ck_assert_msg(read(h->from_child[0], &c, 1) == 1,
+		      "the holder ended before it held what it holds");
+}
+
+void holder_start(struct holder *h, int (*fn)(void *))
+{
+	holder_start_arg(h, fn, 0);
 }
 
 void holder_kill(struct holder *h)
@@ -211,7 +222,8 @@ void holder_end(struct holder *h)
 {
 	for (int i = 0; i < 2; i++) {
 		close(h->to_child[i]);
-		close(h->from_child[i]);
+		if (h->from_child[i] >= 0)
+			close(h->from_child[i]);
 	}
 }
 

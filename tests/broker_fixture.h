@@ -62,8 +62,10 @@ struct holder {
 };
 
 /* Fork fn(pipes) with pipes = { read end of to_child, write end of
- * from_child }, and wait until it has written its byte. */
+ * from_child }, and wait until it has written its byte; fail if it ends
+ * without.  holder_start_arg() passes @extra as pipes[2]. */
 void holder_start(struct holder *h, int (*fn)(void *));
+void holder_start_arg(struct holder *h, int (*fn)(void *), int extra);
 /* SIGKILL it and reap it. */
 void holder_kill(struct holder *h);
 void holder_end(struct holder *h);

@@ -1137,6 +1137,75 @@ START_TEST(fork_child_keeps_its_claims)
 }
 END_TEST
 
+/* A child that closes an MPMC handle it inherited leaves the opener's lease
+ * entry and count alone: the parent goes on using the handle, and a
+ * recovery must go on seeing its claim record (design.md §3.9).  Before,
+ * the child's close freed the entry and dropped the count. */
+static int close_inherited(void *arg)
+{
+	rbus_channel_close(arg);
+	return 0;
+}
+
+START_TEST(fork_child_close_keeps_lease)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_channel *c = NULL, *p = NULL;
+	struct rbus_side *side;
+	uint32_t lease, attached, unrecorded;
+
+	create(b, "forked", RBUS_KIND_MPMC, 16, 0600, 0);
+	ck_assert_rbus(rbus_broker_open(b, "forked", RBUS_CONSUMER, 0, &c), 0);
+	ck_assert_rbus(rbus_broker_open(b, "forked", RBUS_PRODUCER, 0, &p), 0);
+	side = rbus_channel_region(p)->prod;
+	ck_assert_int_ge(p->lease, 0);
+	th_wait_ok(th_fork(close_inherited, p));
+	lease = atomic_load(&side->leases[p->lease]);
+	attached = atomic_load(&side->attached);
+	unrecorded = atomic_load(&side->unrecorded);
+	ck_assert_uint_eq(lease, p->token);
+	ck_assert_uint_eq(attached, 1);
+	ck_assert_uint_eq(unrecorded, 0);
+	full_laps(p, c, 1);
+	rbus_channel_close(p);
+	rbus_channel_close(c);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* A handle opened through a connection another process made (a parent's,
+ * after fork()) has its lease taken for that process, which ringbusd
+ * recovers when that one exits, perhaps while the handle lives on: the
+ * open marks the side as having claims no record shows. */
+static int open_through_parent(void *arg)
+{
+	struct rbus_channel *ch = NULL;
+
+	if (rbus_broker_open(arg, "borrowed", RBUS_PRODUCER, 0, &ch))
+		return 1;
+	if (atomic_load(&rbus_channel_region(ch)->prod->unrecorded) != 1)
+		return 2;
+	if (atomic_load(&rbus_channel_region(ch)->cons->unrecorded) != 0)
+		return 3;
+	rbus_channel_close(ch);
+	return 0;
+}
+
+START_TEST(open_through_parents_connection)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_channel *p = NULL;
+
+	create(b, "borrowed", RBUS_KIND_MPMC, 16, 0600, 0);
+	/* The process that connected: no mark. */
+	ck_assert_rbus(rbus_broker_open(b, "borrowed", RBUS_PRODUCER, 0, &p), 0);
+	ck_assert_uint_eq(atomic_load(&rbus_channel_region(p)->prod->unrecorded), 0);
+	th_wait_ok(th_fork(open_through_parent, b));
+	rbus_channel_close(p);
+	rbus_broker_close(b);
+}
+END_TEST
+
 /* A process that dies after writing nonsense into every claim record of
  * both sides (a hostile or broken peer): ringbusd recovers its handles and
  * touches no slot it should not.  The records cover the parent's committed,
@@ -1494,6 +1563,8 @@ static Suite *broker_suite(void)
 	tcase_add_loop_test(tc, kill_mpmc_slot_holders, 0, 2);
 	tcase_add_test(tc, hostile_claim_records);
 	tcase_add_test(tc, fork_child_keeps_its_claims);
+	tcase_add_test(tc, fork_child_close_keeps_lease);
+	tcase_add_test(tc, open_through_parents_connection);
 	tcase_add_test(tc, unused_channels_removed);
 	tcase_add_test(tc, kill_daemon_midstream);
 	suite_add_tcase(s, tc);

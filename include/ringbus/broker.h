@@ -50,9 +50,10 @@
  * won), which is finished only if no other handle could hold those slots.
  * That is not the case on a channel where a handle without a record of its
  * own has claimed (one opened with rbus_channel_open(), one beyond the 27,
- * or one used in a process that did not open it, or any handle on a kernel
- * without MADV_WIPEONFORK), nor for a slot that a live handle was itself
- * trying to claim at the moment of the recovery.
+ * or one used in a process that did not open it), or where a handle was
+ * opened through a connection another process made, or on a kernel without
+ * MADV_WIPEONFORK; nor for a slot that a live handle was itself trying to
+ * claim at the moment of the recovery.
  *
  * A connection (struct rbus_broker) is not thread-safe: one thread at a time
  * per connection.  Every call is a blocking request/reply round trip; none

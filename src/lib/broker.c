@@ -30,6 +30,8 @@ struct rbus_broker {
 	int fd;
 	uint32_t seq;
 	int broken;   /* the daemon hung up or broke the protocol */
+	pid_t pid;    /* the process that connected, which the daemon holds
+			 responsible for every lease taken through it */
 };
 
 RBUS_EXPORT int rbus_broker_socket_path(const char *path, char *buf, size_t len)
@@ -185,6 +187,7 @@ RBUS_EXPORT int rbus_broker_connect(const char *path, struct rbus_broker **out)
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
+	b->pid = getpid();
 	b->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (b->fd < 0) {
 		err = -errno;
@@ -372,6 +375,13 @@ RBUS_EXPORT int rbus_broker_open(struct rbus_broker *b, const char *name,
 	if (err)
 		return err;
 	err = rbus_channel_open_token(r, role, flags, rep.token, out);
+	/* Through a connection another process made (a child's, after
+	 * fork()): ringbusd takes the lease for that process's, and clears
+	 * it when that one exits, while this handle may live on.  Its claim
+	 * record is then not looked at, so say the side has claims no
+	 * record shows (ring_mpmc.c). */
+	if (!err && r->hdr.kind != RBUS_HDR_KIND_SPSC && getpid() != b->pid)
+		rbus_mpmc_mark_unrecorded(*out);
 	rbus_region_close(r);
 	return err;
 }

@@ -151,6 +151,10 @@ void rbus_spsc_drop_role(struct rbus_side *side);
  * their claimed slots as skipped, or free them), clear their lease entries
  * and drop the count for each; returns how many. */
 int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token);
+/* ring_mpmc.c: set the side's `unrecorded` flag for ch, whose lease entry
+ * ringbusd may clear while it lives (opened through a connection another
+ * process made): its record will not be looked at. */
+void rbus_mpmc_mark_unrecorded(struct rbus_channel *ch);
 
 /* region.c, for ringbusd: release the role(s) that the handle(s) opened with
  * @token held, as if closed, and wake both sides' sleepers so that they
@@ -212,7 +216,8 @@ enum rbus_sleep_event {
 	RBUS_SLEEP_EXPIRED,       /* slept until `until` and nothing woke it */
 };
 /* And a hook called inside an MPMC claim of a handle with a claim record
- * (ring_mpmc.c): test_broker stops a process at these points to kill it. */
+ * (ring_mpmc.c): test_claim_window stops a process at these points to kill
+ * it. */
 enum rbus_claim_point {
 	RBUS_CLAIM_NOTED,         /* the intent noted, before the CAS */
 	RBUS_CLAIM_WON,           /* the CAS succeeded, not yet marked held */

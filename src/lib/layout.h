@@ -152,9 +152,11 @@ struct rbus_side {
 	_Atomic uint32_t leases[RBUS_SIDE_LEASES];
 	/* MPMC: 1 once a process claimed slots of this side through a handle
 	 * without a claim record of its own (opened without the broker, past
-	 * the lease entries, or inherited through fork()); never cleared.
-	 * ringbusd then leaves alone the records of claims whose CAS it
-	 * cannot tell succeeded (rbus_mpmc_recover()).  SPSC: unused (0). */
+	 * the lease entries, or inherited through fork()), or opened a handle
+	 * whose record may go unread (through another process's connection,
+	 * or where fork() cannot be told, without MADV_WIPEONFORK); never
+	 * cleared.  ringbusd then leaves alone the records of claims whose
+	 * CAS it cannot tell succeeded (rbus_mpmc_recover()).  SPSC: 0. */
 	_Atomic uint32_t unrecorded;
 	uint8_t reserved1[4];      /* zero */
 };

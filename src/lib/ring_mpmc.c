@@ -87,11 +87,13 @@ static inline int32_t stamp_diff(uint32_t stamp, uint64_t want)
  * process that opened it.  Telling which process that is costs no system
  * call: `incarnation` points at a private page that fork() wipes in the
  * child (MADV_WIPEONFORK); the first broker handle a process opens stamps
- * the page with its pid, and each handle keeps the value it found.  In a
- * child the page reads 0, or the child's own pid once it opens a handle of
- * its own: never the value an inherited handle kept.  Without
- * MADV_WIPEONFORK (Linux before 4.14) every process notes, as if this were
- * not here.  This pointer and membarrier_state in wait.c are the library's
+ * the page with a value of its own (its pid mixed with the clock: a pid
+ * alone can repeat in a child in a new pid namespace), and each handle
+ * keeps the value it found.  In a child the page reads 0, or the child's
+ * own value once it opens a handle of its own: not the value an inherited
+ * handle kept (but for a 1 in 2^32 chance).  Without MADV_WIPEONFORK
+ * (Linux before 4.14) every process notes, and the open marks the side
+ * (see mpmc_open()).  This pointer and membarrier_state in wait.c are the library's
  * only process-wide state; the page is mapped once and never freed.
  */
 static _Atomic(_Atomic uint32_t *) incarnation;
@@ -133,12 +135,17 @@ static uint32_t incarnation_get(void)
 			page = none;
 		}
 	}
-	/* Relaxed: private to this process; racing first opens store the
-	 * same pid. */
+	/* Relaxed: private to this process.  Racing first opens make
+	 * different values: the CAS keeps one, and all take it. */
 	v = atomic_load_explicit(page, memory_order_relaxed);
 	if (!v) {
-		v = (uint32_t)getpid();
-		atomic_store_explicit(page, v, memory_order_relaxed);
+		uint32_t mine = (uint32_t)getpid() ^
+				(uint32_t)(((uint64_t)rbus_now() * UINT64_C(0x9e3779b97f4a7c15)) >> 32);
+
+		mine += !mine;
+		if (atomic_compare_exchange_strong_explicit(page, &v, mine, memory_order_relaxed,
+							    memory_order_relaxed))
+			v = mine;
 	}
 	return v;
 }
@@ -179,6 +186,14 @@ static inline struct rbus_claim *claim_record(struct rbus_channel *ch)
 		ch->told_unrecorded = true;
 	}
 	return NULL;
+}
+
+void rbus_mpmc_mark_unrecorded(struct rbus_channel *ch)
+{
+	/* Relaxed: carried by the handle's first CAS (R7), as in
+	 * claim_record(). */
+	atomic_store_explicit(&ch->my_side->unrecorded, 1, memory_order_relaxed);
+	ch->told_unrecorded = true;
 }
 
 /* Before the CAS: this handle is about to claim [first, first + k). */
@@ -600,6 +615,13 @@ static void mpmc_close(struct rbus_channel *ch)
 		mpmc_commit(ch, NULL, 0);
 	else if (ch->pending == PENDING_PEEK)
 		mpmc_release(ch);
+	/* A handle inherited through fork() closed in the child: the lease
+	 * entry and the count are the opener's, which still uses them (or
+	 * gave them back when it closed or died).  Only its copy goes. */
+	if (ch->lease >= 0 && !claim_mine(ch)) {
+		ch->claim = NULL;
+		return;
+	}
 	if (ch->lease >= 0) {
 		uint32_t mine = ch->token;
 
