@@ -375,11 +375,11 @@ RBUS_EXPORT int rbus_broker_open(struct rbus_broker *b, const char *name,
 	if (err)
 		return err;
 	err = rbus_channel_open_token(r, role, flags, rep.token, out);
-	/* Through a connection another process made (a child's, after
-	 * fork()): ringbusd takes the lease for that process's, and clears
-	 * it when that one exits, while this handle may live on.  Its claim
-	 * record is then not looked at, so say the side has claims no
-	 * record shows (ring_mpmc.c). */
+	/* Through a connection another process made (a child using its
+	 * parent's, after fork()): ringbusd takes the lease for that
+	 * process, and clears it when that one exits, while this handle may
+	 * live on.  Its claim record is then not looked at, so say the side
+	 * has claims no record shows (ring_mpmc.c). */
 	if (!err && r->hdr.kind != RBUS_HDR_KIND_SPSC && getpid() != b->pid)
 		rbus_mpmc_mark_unrecorded(*out);
 	rbus_region_close(r);
