@@ -226,7 +226,8 @@ static inline void claim_clear(struct rbus_claim *c)
 	atomic_store_explicit(&c->count, 0, memory_order_release);
 }
 
-/* Every slot ch claimed is published or freed. */
+/* Every slot ch claimed is published or freed: for a commit or release,
+ * whose claim was made by an earlier call. */
 static inline void claim_done(struct rbus_channel *ch)
 {
 	if (ch->claim && claim_mine(ch))
@@ -234,16 +235,16 @@ static inline void claim_done(struct rbus_channel *ch)
 }
 
 /*
- * Claim up to n free slots at the tail.  With iov set (send), stop before a
- * message longer than max_msg.  Returns the number claimed and their first
+ * Claim up to n free slots at the tail, noting the claim in rec (from
+ * claim_record(), or NULL).  With iov set (send), stop before a message
+ * longer than max_msg.  Returns the number claimed and their first
  * index in *first, or -EAGAIN (full, or contention past the retry bound),
  * -EMSGSIZE (iov[0] too long).
  */
-static int mpmc_claim_free(struct rbus_channel *ch, const struct iovec *iov,
-			   unsigned n, uint64_t *first)
+static int mpmc_claim_free(struct rbus_channel *ch, struct rbus_claim *rec,
+			   const struct iovec *iov, unsigned n, uint64_t *first)
 {
 	_Atomic uint64_t *tail = ch->my_index;
-	struct rbus_claim *rec = claim_record(ch);
 
 	if (n > ch->capacity)
 		n = ch->capacity;
@@ -311,8 +312,9 @@ static inline void mpmc_publish(struct rbus_channel *ch, uint64_t idx, uint32_t 
 
 static int mpmc_send(struct rbus_channel *ch, const struct iovec *iov, unsigned n)
 {
+	struct rbus_claim *rec = claim_record(ch);
 	uint64_t first;
-	int k = mpmc_claim_free(ch, iov, n, &first);
+	int k = mpmc_claim_free(ch, rec, iov, n, &first);
 
 	if (k <= 0)
 		return k;
@@ -321,14 +323,15 @@ static int mpmc_send(struct rbus_channel *ch, const struct iovec *iov, unsigned 
 			  iov[i].iov_len);
 		mpmc_publish(ch, first + i, (uint32_t)iov[i].iov_len);
 	}
-	claim_done(ch);
+	if (rec)
+		claim_clear(rec);
 	return k;
 }
 
 static int mpmc_reserve(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 {
 	uint64_t first;
-	int k = mpmc_claim_free(ch, NULL, n, &first);
+	int k = mpmc_claim_free(ch, claim_record(ch), NULL, n, &first);
 
 	if (k <= 0)
 		return k;
@@ -356,17 +359,17 @@ static int mpmc_commit(struct rbus_channel *ch, const struct iovec *iov, unsigne
 }
 
 /*
- * Claim up to n committed slots at the head.  With iov set (recv), stop
+ * Claim up to n committed slots at the head, noting the claim in rec (as
+ * mpmc_claim_free()).  With iov set (recv), stop
  * before a message longer than its buffer: iov[m] for the m-th message.
  * Returns the number of slots claimed and their first index, or -EAGAIN
  * (empty, or contention past the retry bound), -EMSGSIZE (the first message
  * is longer than iov[0]), -EBADMSG (the first slot's length is impossible).
  */
-static int mpmc_claim_full(struct rbus_channel *ch, const struct iovec *iov,
-			   unsigned n, uint64_t *first)
+static int mpmc_claim_full(struct rbus_channel *ch, struct rbus_claim *rec,
+			   const struct iovec *iov, unsigned n, uint64_t *first)
 {
 	_Atomic uint64_t *head = ch->my_index;
-	struct rbus_claim *rec = claim_record(ch);
 
 	if (n > ch->capacity)
 		n = ch->capacity;
@@ -492,17 +495,20 @@ static unsigned mpmc_gather(struct rbus_channel *ch, uint64_t first, unsigned k,
 
 static int mpmc_recv(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 {
+	struct rbus_claim *rec = claim_record(ch);
+
 	for (int tries = 0; tries < RBUS_CAS_RETRIES; tries++) {
 		bool corrupt = false;
 		uint64_t first;
-		int k = mpmc_claim_full(ch, iov, n, &first);
+		int k = mpmc_claim_full(ch, rec, iov, n, &first);
 		unsigned m;
 
 		if (k < 0)
 			return k;
 		m = mpmc_gather(ch, first, (unsigned)k, iov, n, true, &corrupt);
 		mpmc_free_slots(ch, first, (unsigned)k);
-		claim_done(ch);
+		if (rec)
+			claim_clear(rec);
 		if (m)
 			return (int)m;
 		/* Only skipped slots: freed, yet no message (channel.c wakes). */
@@ -516,10 +522,12 @@ static int mpmc_recv(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 
 static int mpmc_peek(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 {
+	struct rbus_claim *rec = claim_record(ch);
+
 	for (int tries = 0; tries < RBUS_CAS_RETRIES; tries++) {
 		bool corrupt = false;
 		uint64_t first;
-		int k = mpmc_claim_full(ch, NULL, n, &first);
+		int k = mpmc_claim_full(ch, rec, NULL, n, &first);
 		unsigned m;
 
 		if (k < 0)
@@ -533,7 +541,8 @@ static int mpmc_peek(struct rbus_channel *ch, struct iovec *iov, unsigned n)
 			return (int)m;
 		}
 		mpmc_free_slots(ch, first, (unsigned)k);
-		claim_done(ch);
+		if (rec)
+			claim_clear(rec);
 		ch->freed = true;
 		if (corrupt)
 			return -EBADMSG;
