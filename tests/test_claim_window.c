@@ -376,6 +376,92 @@ START_TEST(partial_cover_finishes_the_gap)
 }
 END_TEST
 
+/* ---- a live handle's intent over a dead claim ---------------------------- */
+
+/* Killed after its CAS won index 0, before it marked the claim held, while
+ * a live handle's record is an intent naming index 0 too: the record that
+ * handle leaves between noting its claim and clearing it after losing the
+ * CAS.  ringbusd cannot tell it from the intent of a handle that won, so it
+ * leaves index 0 alone for now and looks again; once the live record is
+ * cleared, the retry finishes index 0 and the consumer gets what follows
+ * it.  Without the retry, the ring stopped at index 0 for good.  (The test
+ * writes the live record itself: the real one lasts a few instructions.) */
+START_TEST(stale_live_intent_retried)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_channel *c = NULL, *p = NULL, *p2 = NULL;
+	struct holder h;
+	uint32_t stamp, len;
+	char buf[8];
+
+	window_open(b, RBUS_PRODUCER, &c, &p);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p2), 0);
+	window_start(&h, RBUS_PRODUCER, RBUS_CLAIM_WON);
+	atomic_store(&p2->claim->first, 0);
+	atomic_store(&p2->claim->count, 1);
+	holder_kill(&h);
+	wait_recovered(b, "window", 2);
+	wait_log("looking again shortly");
+	/* Left alone so far: index 0 still claimed. */
+	stamp = atomic_load(&slot_of(p, 0)->stamp);
+	ck_assert_uint_eq(stamp, 0);
+	ck_assert_rbus(rbus_send(p, "A", 1), 0);
+	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
+	/* The live handle's CAS lost: it clears its record. */
+	atomic_store(&p2->claim->count, 0);
+	ck_assert_rbus(rbus_recv_wait(c, buf, sizeof(buf), rbus_deadline_in(INT64_C(20000000000))),
+		       1);
+	ck_assert_int_eq(buf[0], 'A');
+	len = atomic_load(&slot_of(p, 0)->len);
+	ck_assert_uint_eq(len, RBUS_SLOT_SKIP);
+	wait_log("looked at again after");
+	rbus_channel_close(p2);
+	window_end(b, c, p, &h);
+}
+END_TEST
+
+/* Killed after noting index 0, before its CAS, while a live handle has won
+ * index 0 and not yet marked its record held: ringbusd finds only an
+ * intent over the dead one's, and looks again.  By then the live handle
+ * has marked it held, which is for good: the retry leaves index 0 alone,
+ * and the live handle's commit arrives.  Finishing it would have had the
+ * consumer pass over index 0 and the commit lost. */
+START_TEST(live_intent_that_won_left_alone)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_channel *c = NULL, *p = NULL, *p2 = NULL;
+	struct holder h;
+	uint32_t count, stamp, len;
+	void *slot;
+	char buf[8];
+
+	window_open(b, RBUS_PRODUCER, &c, &p);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p2), 0);
+	window_start(&h, RBUS_PRODUCER, RBUS_CLAIM_NOTED);
+	ck_assert_rbus(rbus_reserve(p2, &slot), 0);
+	count = atomic_load(&p2->claim->count);
+	ck_assert_uint_eq(count, 1 | RBUS_CLAIM_HELD);
+	/* As between its CAS and its mark. */
+	atomic_store(&p2->claim->count, 1);
+	holder_kill(&h);
+	wait_recovered(b, "window", 2);
+	wait_log("looking again shortly");
+	atomic_store(&p2->claim->count, 1 | RBUS_CLAIM_HELD);
+	wait_log("looked at again after");
+	stamp = atomic_load(&slot_of(p, 0)->stamp);
+	len = atomic_load(&slot_of(p, 0)->len);
+	ck_assert_uint_eq(stamp, 0);
+	ck_assert_uint_ne(len, RBUS_SLOT_SKIP);
+	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
+	memset(slot, 'P', 1);
+	ck_assert_rbus(rbus_commit(p2, 1), 0);
+	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), 1);
+	ck_assert_int_eq(buf[0], 'P');
+	rbus_channel_close(p2);
+	window_end(b, c, p, &h);
+}
+END_TEST
+
 /* Where the library cannot tell a forked child from the process that
  * opened a handle (no MADV_WIPEONFORK), a child would note its claims in the
  * parent's record, and no record could be taken for the whole truth: the
@@ -412,6 +498,8 @@ static Suite *claim_window_suite(void)
 	tcase_add_test(tc, unrecorded_claim_left_alone);
 	tcase_add_test(tc, lost_cas_clears_intent);
 	tcase_add_test(tc, partial_cover_finishes_the_gap);
+	tcase_add_test(tc, stale_live_intent_retried);
+	tcase_add_test(tc, live_intent_that_won_left_alone);
 	tcase_add_test(tc, no_wipeonfork_no_intents);
 	suite_add_tcase(s, tc);
 	return s;

@@ -53,8 +53,9 @@
  * own has claimed (one opened with rbus_channel_open(), one beyond the 27,
  * or one used in a process that did not open it), or where a handle was
  * opened through a connection another process made, or on a kernel without
- * MADV_WIPEONFORK; nor for a slot that a live handle was itself trying to
- * claim at the moment of the recovery.
+ * MADV_WIPEONFORK; nor for a slot that a live handle is itself trying to
+ * claim while it stays stopped for over 60 s (ringbusd looks again until the
+ * live handle's claim has failed or succeeded).
  *
  * A connection (struct rbus_broker) is not thread-safe: one thread at a time
  * per connection.  Every call is a blocking request/reply round trip; none

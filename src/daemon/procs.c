@@ -40,12 +40,45 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "ringbusd.h"
 
 #define PROC_BUCKETS 1024u          /* power of two */
 #define REAP_BATCH   16
+
+/*
+ * Intents left for later.  A recovery finishes a dead MPMC handle's intent
+ * (a claim noted, its CAS perhaps won) only where no other record covers
+ * its slots (ring_mpmc.c, finish_claim()).  A live handle's record that is
+ * only an intent may cover them for a moment and no more: it noted the
+ * same slots and its CAS lost, and it clears the record right after.  So
+ * the slots such intents covered are looked at again, by the reaper, 1 ms
+ * later, then at four times the delay each time up to 1 s, until nothing
+ * but held records covers them (rbus_region_retry_intent() says 0), for up
+ * to LATER_GIVE_UP_NS: a client stopped for longer between its note and its
+ * clear leaves the slots held, as before this retry.  Each entry holds a
+ * reference to its channel.  Under reg_lock; the reaper's timerfd fires at
+ * the earliest due time.
+ */
+struct later {
+	struct later *next;
+	struct chan *ch;
+	uint32_t role;
+	pid_t pid;                  /* the dead client, for the log */
+	struct rbus_claim_left left;
+	int64_t since, due;
+	unsigned tries;
+};
+
+#define LATER_KEY        UINT64_MAX        /* never a proc_key(): pid -1 */
+#define LATER_FIRST_NS   INT64_C(1000000)
+#define LATER_MAX_NS     INT64_C(1000000000)
+#define LATER_GIVE_UP_NS INT64_C(60000000000)
+
+static struct later *laters;                /* reg_lock */
+static int later_tfd = -1;
 
 static struct proc *table[PROC_BUCKETS];   /* live records, reg_lock */
 static uint32_t last_gen;                   /* reg_lock */
@@ -143,6 +176,102 @@ static void use_drop(struct use *u, bool prune)
 	free(u);
 }
 
+/* Arm the timerfd for the earliest due retry, or disarm it.  reg_lock. */
+static void later_arm(void)
+{
+	struct itimerspec its = { 0 };
+	int64_t due = INT64_MAX;
+
+	for (struct later *x = laters; x; x = x->next)
+		if (x->due < due)
+			due = x->due;
+	if (due != INT64_MAX) {
+		if (due < 1)
+			due = 1;        /* 0 would disarm it */
+		its.it_value.tv_sec = due / 1000000000;
+		its.it_value.tv_nsec = due % 1000000000;
+	}
+	if (timerfd_settime(later_tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+		log_error("reaper: timerfd_settime: %s", strerror(errno));
+}
+
+static const char *role_name(uint32_t role);
+
+/* Retry @left of @ch's @role later.  reg_lock. */
+static void later_add(struct chan *ch, uint32_t role, pid_t pid,
+		      const struct rbus_claim_left *left)
+{
+	struct later *x = calloc(1, sizeof(*x));
+	int64_t now = rbus_now();
+
+	if (!x) {
+		log_error("pid %d exited claiming %s slots of %s that a live handle's "
+			  "intent also names: out of memory, they stay held",
+			  (int)pid, role_name(role), ch->desc.name);
+		return;
+	}
+	chan_ref(ch);
+	x->ch = ch;
+	x->role = role;
+	x->pid = pid;
+	x->left = *left;
+	x->since = now;
+	x->due = now + LATER_FIRST_NS;
+	x->next = laters;
+	laters = x;
+	log_info("pid %d exited claiming %s slots %llu..%llu of %s, which a live "
+		 "handle's intent also names: looking again shortly",
+		 (int)pid, role_name(role), (unsigned long long)left->first,
+		 (unsigned long long)(left->first + left->count - 1), ch->desc.name);
+	later_arm();
+}
+
+/* Run the retries that are due.  reg_lock. */
+static void later_run(void)
+{
+	int64_t now = rbus_now();
+
+	for (struct later **xp = &laters; *xp;) {
+		struct later *x = *xp;
+		int more;
+
+		if (x->due > now) {
+			xp = &x->next;
+			continue;
+		}
+		more = rbus_region_retry_intent(x->ch->region, (enum rbus_role)x->role,
+						&x->left);
+		if (more > 0 && now - x->since < LATER_GIVE_UP_NS) {
+			int64_t delay = LATER_FIRST_NS;
+
+			for (unsigned i = 0; i <= x->tries && delay < LATER_MAX_NS; i++)
+				delay *= 4;
+			x->tries++;
+			x->due = now + (delay < LATER_MAX_NS ? delay : LATER_MAX_NS);
+			xp = &x->next;
+			continue;
+		}
+		if (more > 0)
+			log_warn("%s slots %llu..%llu of %s, claimed by pid %d when it "
+				 "exited: a live handle's intent still names them after %d s; "
+				 "left held", role_name(x->role),
+				 (unsigned long long)x->left.first,
+				 (unsigned long long)(x->left.first + x->left.count - 1),
+				 x->ch->desc.name, (int)x->pid,
+				 (int)(LATER_GIVE_UP_NS / 1000000000));
+		else
+			log_info("%s slots %llu..%llu of %s, claimed by pid %d when it "
+				 "exited: looked at again after %u tries",
+				 role_name(x->role), (unsigned long long)x->left.first,
+				 (unsigned long long)(x->left.first + x->left.count - 1),
+				 x->ch->desc.name, (int)x->pid, x->tries + 1);
+		*xp = x->next;
+		chan_unref(x->ch);
+		free(x);
+	}
+	later_arm();
+}
+
 /* Release in shared memory every role @u's process held on its channel
  * under its leases, and count the death.  reg_lock. */
 static void use_recover(struct use *u)
@@ -151,9 +280,13 @@ static void use_recover(struct use *u)
 	bool released = false;
 
 	for (struct lease *l = u->leases; l; l = l->next) {
+		struct rbus_claim_left left[RBUS_SIDE_LEASES];
+		unsigned nleft;
 		int n = rbus_region_recover(ch->region, (enum rbus_role)l->role,
-					    l->token);
+					    l->token, left, &nleft);
 
+		for (unsigned i = 0; i < nleft; i++)
+			later_add(ch, l->role, u->proc->pid, &left[i]);
 		if (n <= 0)
 			continue;
 		released = true;
@@ -382,6 +515,16 @@ static void *reaper_main(void *arg)
 		for (int i = 0; i < n; i++) {
 			if (ev[i].data.u64 == 0)
 				goto out;
+			if (ev[i].data.u64 == LATER_KEY) {
+				uint64_t ticks;
+
+				/* Nonblocking: a re-arm may have reset it. */
+				(void)!read(later_tfd, &ticks, sizeof(ticks));
+				reg_lock();
+				later_run();
+				reg_unlock();
+				continue;
+			}
 			reap_key(ev[i].data.u64);
 		}
 	}
@@ -400,6 +543,10 @@ int procs_init(void)
 	reap_stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (reap_stopfd < 0 ||
 	    epoll_ctl(reap_epfd, EPOLL_CTL_ADD, reap_stopfd, &ev) < 0)
+		return -errno;
+	later_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	ev.data.u64 = LATER_KEY;
+	if (later_tfd < 0 || epoll_ctl(reap_epfd, EPOLL_CTL_ADD, later_tfd, &ev) < 0)
 		return -errno;
 	return 0;
 }
@@ -442,8 +589,17 @@ void procs_fini(void)
 			free(p);
 		}
 	}
+	while (laters) {
+		struct later *x = laters;
+
+		laters = x->next;
+		chan_unref(x->ch);
+		free(x);
+	}
 	rcu_read_unlock();
 	reg_unlock();
+	if (later_tfd >= 0)
+		close(later_tfd);
 	if (reap_stopfd >= 0)
 		close(reap_stopfd);
 	if (reap_epfd >= 0)

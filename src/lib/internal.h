@@ -168,10 +168,25 @@ int rbus_channel_open_token(struct rbus_region *r, enum rbus_role role,
 
 /* ring_spsc.c: give an SPSC role back (close, failed open, recovery). */
 void rbus_spsc_drop_role(struct rbus_side *side);
+/* A dead MPMC handle's intent that a recovery left for later, because a
+ * live handle's intent covered some of its slots (ring_mpmc.c,
+ * finish_claim()): its record's first index and count. */
+struct rbus_claim_left {
+	uint64_t first;
+	uint32_t count;
+};
+
 /* ring_mpmc.c: finish the claims of @token's handles of @role (publish
  * their claimed slots as skipped, or free them), clear their lease entries
- * and drop the count for each; returns how many. */
-int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token);
+ * and drop the count for each; returns how many.  The intents it left for
+ * later go into @left (RBUS_SIDE_LEASES entries), *nleft of them. */
+int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token,
+		      struct rbus_claim_left *left, unsigned *nleft);
+/* ring_mpmc.c: look at an intent rbus_mpmc_recover() left again, and finish
+ * what no live intent covers now.  Returns 1 if some is still left for
+ * later, else 0; *finished the slots it finished. */
+int rbus_mpmc_retry_intent(struct rbus_region *r, enum rbus_role role,
+			   const struct rbus_claim_left *left, uint64_t *finished);
 /* ring_mpmc.c: set the side's `unrecorded` flag for ch, whose lease entry
  * ringbusd may clear while it lives (opened through a connection another
  * process made): its record will not be looked at. */
@@ -180,9 +195,19 @@ void rbus_mpmc_mark_unrecorded(struct rbus_channel *ch);
 /* region.c, for ringbusd: release the role(s) that the handle(s) opened with
  * @token held, as if closed, and wake both sides' sleepers so that they
  * see the hang-up.  Call only when every process that could use @token is
- * dead.  Returns the number of handles released (0: it held none). */
+ * dead.  Returns the number of handles released (0: it held none).  MPMC:
+ * the intents it had to leave for later, because a live handle's intent
+ * covered their slots too, go into @left (RBUS_SIDE_LEASES entries), *nleft
+ * of them, for rbus_region_retry_intent(); SPSC: *nleft is 0. */
 int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
-			uint32_t token);
+			uint32_t token, struct rbus_claim_left *left, unsigned *nleft);
+/* region.c, for ringbusd: retry an intent rbus_region_recover() left in
+ * @left (MPMC), some time later: finish the slots no live handle's intent
+ * covers now, and wake both sides' sleepers if it finished any.  Returns 1
+ * while some is still left (call again later), 0 once none is, or -EINVAL
+ * (not MPMC, bad role). */
+int rbus_region_retry_intent(struct rbus_region *r, enum rbus_role role,
+			     const struct rbus_claim_left *left);
 
 /* region.c, for ringbusd: the size in bytes rbus_region_create(@o) would
  * give the region (@o valid), to refuse an oversized one before making it. */

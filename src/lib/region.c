@@ -622,11 +622,12 @@ uint32_t rbus_region_role_owner(const struct rbus_region *r, enum rbus_role role
 }
 
 int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
-			uint32_t token)
+			uint32_t token, struct rbus_claim_left *left, unsigned *nleft)
 {
 	struct rbus_side *side = role == RBUS_PRODUCER ? r->prod : r->cons;
 	int n;
 
+	*nleft = 0;
 	if (token < 2 || (role != RBUS_PRODUCER && role != RBUS_CONSUMER))
 		return -EINVAL;
 	if (r->hdr.kind == RBUS_HDR_KIND_SPSC) {
@@ -642,7 +643,7 @@ int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
 		rbus_spsc_drop_role(side);
 		n = 1;
 	} else {
-		n = rbus_mpmc_recover(r, role, token);
+		n = rbus_mpmc_recover(r, role, token, left, nleft);
 	}
 	if (n) {
 		/* Both queues: the peers of the dead role see the hang-up,
@@ -651,6 +652,25 @@ int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
 		rbus_wake_slow(&r->wait->space, r->efd[1]);
 	}
 	return n;
+}
+
+int rbus_region_retry_intent(struct rbus_region *r, enum rbus_role role,
+			     const struct rbus_claim_left *left)
+{
+	uint64_t finished;
+	int more;
+
+	if (r->hdr.kind != RBUS_HDR_KIND_MPMC ||
+	    (role != RBUS_PRODUCER && role != RBUS_CONSUMER))
+		return -EINVAL;
+	more = rbus_mpmc_retry_intent(r, role, left, &finished);
+	if (finished) {
+		/* As rbus_region_recover(): the peers waiting at those
+		 * slots. */
+		rbus_wake_slow(&r->wait->data, r->efd[0]);
+		rbus_wake_slow(&r->wait->space, r->efd[1]);
+	}
+	return more;
 }
 
 bool rbus_region_token_live(const struct rbus_region *r, enum rbus_role role,

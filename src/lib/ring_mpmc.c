@@ -26,8 +26,9 @@
  * does.  A record without the mark is only an intent: its CAS may have
  * failed, and the slots it names may be another handle's.  ringbusd
  * finishes such slots only when every handle that claimed on the side had
- * a record of its own and no other record covers them (recover_claim()
- * below).
+ * a record of its own and no other record covers them (finish_claim()
+ * below); where only a live handle's intent covers them, it looks again
+ * later.
  *
  * Ordering edges (doc/design.md has the table):
  *   R4/A4  producer's release store of stamp i+1   ->  consumer's acquire
@@ -128,7 +129,7 @@ void rbus_mpmc_mark_unrecorded(struct rbus_channel *ch)
 static inline void claim_intent(struct rbus_claim *c, uint64_t first, unsigned k)
 {
 	/* R8 (release), both: after the publishes or frees of the claim
-	 * before (pairs with A8 in recover_claim()).  The CAS after them is
+	 * before (pairs with A8 in finish_claim()).  The CAS after them is
 	 * R7. */
 	atomic_store_explicit(&c->first, first, memory_order_release);
 	atomic_store_explicit(&c->count, k, memory_order_release);
@@ -206,7 +207,7 @@ static int mpmc_claim_free(struct rbus_channel *ch, struct rbus_claim *rec,
 			claim_intent(rec, pos, k);
 		/* R7 (release) on success: our intent, noted above, before
 		 * the tail moves past the slots (pairs with A7 in
-		 * recover_claim()).  Otherwise the CAS only decides who owns
+		 * finish_claim()).  Otherwise the CAS only decides who owns
 		 * [pos, pos+k); the slot contents are ordered by A5/R4 on the
 		 * stamps. */
 		if (atomic_compare_exchange_weak_explicit(tail, &pos, pos + k,
@@ -218,7 +219,7 @@ static int mpmc_claim_free(struct rbus_channel *ch, struct rbus_claim *rec,
 			return (int)k;
 		}
 		/* Lost: at once, not at the next intent, which the walk may
-		 * put off (see recover_claim(), "a live handle's intent").
+		 * put off (see finish_claim(), "A live handle's intent").
 		 * So every way out of this function leaves the record clear
 		 * or held. */
 		if (rec)
@@ -561,7 +562,7 @@ static void mpmc_close(struct rbus_channel *ch)
 		/* R9 (release) on success: our publishes and frees, and the
 		 * clear of our record, before a recovery that finds the entry
 		 * free and so does not look at the record (pairs with A9 in
-		 * recover_claim()).  A CAS, not a store: a hostile peer may
+		 * finish_claim()).  A CAS, not a store: a hostile peer may
 		 * have rewritten the entry; we clear only ours. */
 		atomic_compare_exchange_strong_explicit(&ch->my_side->leases[ch->lease],
 							&mine, 0,
@@ -577,11 +578,12 @@ static void mpmc_close(struct rbus_channel *ch)
 /* Finish [start, start + n), as the dead claimant's call would have: the
  * slots whose stamps say the claim is still open.  Nobody else writes such
  * a slot: its claimant is dead, and the peers wait for its stamp to
- * change. */
-static void finish_slots(struct rbus_region *r, enum rbus_role role, uint64_t start,
-			 uint64_t n)
+ * change.  Returns how many it finished. */
+static uint64_t finish_slots(struct rbus_region *r, enum rbus_role role, uint64_t start,
+			     uint64_t n)
 {
 	const uint64_t cap = r->hdr.capacity, mask = cap - 1;
+	uint64_t done = 0;
 
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t idx = start + i;
@@ -604,7 +606,9 @@ static void finish_slots(struct rbus_region *r, enum rbus_role role, uint64_t st
 			/* R5 (release), as mpmc_free_slots() does; pairs with A5. */
 			atomic_store_explicit(&s->stamp, (uint32_t)(idx + cap), memory_order_release);
 		}
+		done++;
 	}
+	return done;
 }
 
 /* The part of [first, first + k) in [lo, lo + len), as offsets [*b, *e)
@@ -626,17 +630,35 @@ static bool overlap(uint64_t first, uint64_t k, uint64_t lo, uint64_t len, uint6
 	return false;
 }
 
+/* A part [b, e) of the window that another token's record covers; held: the
+ * record is marked held (or cannot be honest), so the slots are that
+ * handle's for sure. */
+struct cover {
+	uint64_t b, e;
+	bool held;
+};
+
+/* Is [b, e) inside the held covers of c[0..n), sorted by start? */
+static bool held_covers(const struct cover *c, unsigned n, uint64_t b, uint64_t e)
+{
+	for (unsigned i = 0; i < n && b < e; i++)
+		if (c[i].held && c[i].b <= b && c[i].e > b)
+			b = c[i].e;
+	return b >= e;
+}
+
 /*
- * Finish what the dead handle of lease entry e (holding token) held claimed,
- * as its call would have: a producer's slots still unpublished are published
- * as skipped (consumers pass over them, as over an abandoned reservation); a
- * consumer's slots still committed are freed (the messages in them are lost:
- * the consumer had taken them).  The record is a hint from shared memory.
- * Only the part of it inside the window the indices allow is looked at: a
- * producer's open claim lies in [head, tail), as consumers cannot pass it; a
- * consumer's in [tail - capacity, head), as it took them and producers
- * cannot lap them.  Of those slots, only one whose stamp says exactly that
- * the claim is still open is written (finish_slots()).
+ * Finish what a dead handle (of token) held claimed, from what its record
+ * said: [first, first + k), marked held or not.  As its call would have: a
+ * producer's slots still unpublished are published as skipped (consumers
+ * pass over them, as over an abandoned reservation); a consumer's slots
+ * still committed are freed (the messages in them are lost: the consumer
+ * had taken them).  The record is a hint from shared memory.  Only the part
+ * of it inside the window the indices allow is looked at: a producer's open
+ * claim lies in [head, tail), as consumers cannot pass it; a consumer's in
+ * [tail - capacity, head), as it took them and producers cannot lap them.
+ * Of those slots, only one whose stamp says exactly that the claim is still
+ * open is written (finish_slots()).
  *
  * A record marked held names slots the handle won.  One not marked is an
  * intent: the handle died between noting it and marking it, and its CAS may
@@ -651,24 +673,24 @@ static bool overlap(uint64_t first, uint64_t k, uint64_t lo, uint64_t len, uint6
  * found free was freed by a close after its handle's last publish or free
  * (R9/A9).
  *
- * A live handle's intent covers slots it has not won for as long as it
- * takes from noting it to failing its CAS and clearing it, a few
- * instructions (longer if the process is stopped there).  A recovery that
- * reads it then leaves the slot alone, and nobody will finish it.
+ * A live handle's intent, unlike a held record, may cover slots it has not
+ * won: from noting it to failing its CAS and clearing it, a few
+ * instructions (longer if the process is stopped there).  Slots that only
+ * such intents cover are left alone now, and the return value says so:
+ * true if a later call, once those records have moved on, may finish more.
+ * ringbusd then calls rbus_mpmc_retry_intent() with the same first and k.
+ * A held record's cover is for good: it returns false for those.
  *
  * The work is bounded by *budget, shared by the records of the side: honest
  * claims never overlap, so capacity slots in all.  Addresses come from
  * index & mask, so no record can make this write outside the slots.
  */
-static void recover_claim(struct rbus_region *r, enum rbus_role role, unsigned e,
-			  uint32_t token, uint64_t *budget)
+static bool finish_claim(struct rbus_region *r, enum rbus_role role, uint64_t first,
+			 uint32_t raw, uint32_t token, uint64_t *budget, uint64_t *finished)
 {
 	struct rbus_side *side = role == RBUS_PRODUCER ? r->prod : r->cons;
 	struct rbus_claim *claims = r->claims + (role == RBUS_CONSUMER ? RBUS_SIDE_LEASES : 0);
 	const uint64_t cap = r->hdr.capacity;
-	/* Relaxed: written by a process now dead. */
-	uint32_t raw = atomic_load_explicit(&claims[e].count, memory_order_relaxed);
-	uint64_t first = atomic_load_explicit(&claims[e].first, memory_order_relaxed);
 	uint64_t k = raw & ~RBUS_CLAIM_HELD;
 	/* A7 (acquire): pairs with R7, the claims' CASes: every claim of
 	 * the slots below these indices has its intent in its record.
@@ -676,36 +698,38 @@ static void recover_claim(struct rbus_region *r, enum rbus_role role, unsigned e
 	uint64_t head = atomic_load_explicit(&r->cons->index, memory_order_acquire);
 	uint64_t tail = atomic_load_explicit(&r->prod->index, memory_order_acquire);
 	uint64_t lo, len, b = 0, end = 0;
-	struct { uint64_t b, e; } cover[RBUS_SIDE_LEASES];
+	struct cover cover[RBUS_SIDE_LEASES];
 	unsigned ncover = 0;
+	bool later = false;
 
 	if (tail - head > cap || k > cap)
-		goto out;
+		return false;
 	lo = role == RBUS_PRODUCER ? head : tail - cap;
 	len = role == RBUS_PRODUCER ? tail - head : cap - (tail - head);
 	if (!overlap(first, k, lo, len, &b, &end))
-		goto out;
+		return false;
 	lo += b;                        /* now [lo, lo + len) */
 	len = end - b;
 	if (len > *budget)
 		len = *budget;
 	*budget -= len;
 	if (raw & RBUS_CLAIM_HELD) {
-		finish_slots(r, role, lo, len);
-		goto out;
+		*finished += finish_slots(r, role, lo, len);
+		return false;
 	}
 
 	/* An intent.  After A7: a handle without a record that claimed in
 	 * the window had set `unrecorded` before its CAS.  Relaxed: the
-	 * acquire above orders it. */
+	 * acquire above orders it.  The flag is never cleared: for good. */
 	if (atomic_load_explicit(&side->unrecorded, memory_order_relaxed))
-		goto out;
+		return false;
 	/* The parts of the window the other tokens' records cover. */
 	for (unsigned i = 0; i < RBUS_SIDE_LEASES; i++) {
 		/* A9 (acquire): pairs with R9 in mpmc_close(); a free entry
 		 * (or one a later open took) comes after the last publish
 		 * or free of the handle that held it. */
 		uint32_t t = atomic_load_explicit(&side->leases[i], memory_order_acquire);
+		uint32_t rc;
 		uint64_t f, c;
 
 		if (t == 0 || t == token)
@@ -714,48 +738,73 @@ static void recover_claim(struct rbus_region *r, enum rbus_role role, unsigned e
 		 * claim_held() and claim_clear(): a record that no longer
 		 * covers a slot it held comes after that slot's publish or
 		 * free, which finish_slots() then sees in its stamp. */
-		c = atomic_load_explicit(&claims[i].count, memory_order_acquire) & ~RBUS_CLAIM_HELD;
+		rc = atomic_load_explicit(&claims[i].count, memory_order_acquire);
 		f = atomic_load_explicit(&claims[i].first, memory_order_acquire);
+		c = rc & ~RBUS_CLAIM_HELD;
 		/* A count above capacity cannot be honest: take it as
-		 * covering the whole window, which leaves the slots alone. */
+		 * covering the whole window, for good, which leaves the
+		 * slots alone. */
 		if (c > cap) {
-			cover[ncover].b = 0;
-			cover[ncover++].e = len;
+			cover[ncover++] = (struct cover){ .b = 0, .e = len, .held = true };
 		} else if (c && overlap(f, c, lo, len, &cover[ncover].b, &cover[ncover].e)) {
-			ncover++;
+			cover[ncover++].held = (rc & RBUS_CLAIM_HELD) != 0;
 		}
 	}
 	/* By start, then the gaps between them. */
 	for (unsigned i = 1; i < ncover; i++)
 		for (unsigned j = i; j > 0 && cover[j - 1].b > cover[j].b; j--) {
-			uint64_t tb = cover[j].b, te = cover[j].e;
+			struct cover t = cover[j];
 
 			cover[j] = cover[j - 1];
-			cover[j - 1].b = tb;
-			cover[j - 1].e = te;
+			cover[j - 1] = t;
 		}
 	b = 0;
 	for (unsigned i = 0; i < ncover; i++) {
 		if (cover[i].b > b)
-			finish_slots(r, role, lo + b, cover[i].b - b);
+			*finished += finish_slots(r, role, lo + b, cover[i].b - b);
 		if (cover[i].e > b)
 			b = cover[i].e;
+		/* Slots only a live intent covers: perhaps later. */
+		if (!cover[i].held && !held_covers(cover, ncover, cover[i].b, cover[i].e))
+			later = true;
 	}
 	if (len > b)
-		finish_slots(r, role, lo + b, len - b);
-out:
+		*finished += finish_slots(r, role, lo + b, len - b);
+	return later;
+}
+
+/* Finish the claim of the dead handle of lease entry e (holding token),
+ * from its record (finish_claim()), and clear the record.  If finish_claim()
+ * left part of an intent for later, the record's first and count go into
+ * *left. */
+static void recover_claim(struct rbus_region *r, enum rbus_role role, unsigned e,
+			  uint32_t token, uint64_t *budget, struct rbus_claim_left *left,
+			  uint64_t *finished)
+{
+	struct rbus_claim *claims = r->claims + (role == RBUS_CONSUMER ? RBUS_SIDE_LEASES : 0);
+	/* Relaxed: written by a process now dead. */
+	uint32_t raw = atomic_load_explicit(&claims[e].count, memory_order_relaxed);
+	uint64_t first = atomic_load_explicit(&claims[e].first, memory_order_relaxed);
+
+	left->count = 0;
+	if (finish_claim(r, role, first, raw, token, budget, finished)) {
+		left->first = first;
+		left->count = raw;      /* not held: an intent */
+	}
 	/* Relaxed: the entry is cleared next; a new holder clears it too. */
 	atomic_store_explicit(&claims[e].count, 0, memory_order_relaxed);
 }
 
-int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token)
+int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token,
+		      struct rbus_claim_left *left, unsigned *nleft)
 {
 	struct rbus_side *side = role == RBUS_PRODUCER ? r->prod : r->cons;
 	/* Honest claims of one side never overlap and lie in a window of at
 	 * most capacity slots: that bounds the work for all records. */
-	uint64_t budget = r->hdr.capacity;
+	uint64_t budget = r->hdr.capacity, finished = 0;
 	int n = 0;
 
+	*nleft = 0;
 	for (unsigned i = 0; i < RBUS_SIDE_LEASES; i++) {
 		uint32_t t = token;
 
@@ -764,7 +813,9 @@ int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token
 			continue;
 		/* Its slots first, then the entry and the count, as a close
 		 * does: a peer that sees the hang-up finds them finished. */
-		recover_claim(r, role, i, token, &budget);
+		recover_claim(r, role, i, token, &budget, &left[*nleft], &finished);
+		if (left[*nleft].count)
+			++*nleft;
 		if (!atomic_compare_exchange_strong_explicit(&side->leases[i], &t, 0,
 							     memory_order_relaxed,
 							     memory_order_relaxed))
@@ -782,6 +833,18 @@ int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token
 		n++;
 	}
 	return n;
+}
+
+int rbus_mpmc_retry_intent(struct rbus_region *r, enum rbus_role role,
+			   const struct rbus_claim_left *left, uint64_t *finished)
+{
+	uint64_t budget = r->hdr.capacity;
+
+	/* Its lease entry was cleared at the recovery: token 0 names no
+	 * entry, so every record with a token is looked at. */
+	*finished = 0;
+	return finish_claim(r, role, left->first, left->count & ~RBUS_CLAIM_HELD, 0, &budget,
+			    finished);
 }
 
 const struct rbus_ring_ops rbus_mpmc_ops = {
