@@ -478,102 +478,6 @@ START_TEST(ring_close_with_reservation)
 }
 END_TEST
 
-/* A forked child closes the handles it inherited: the region and both
- * handles, whose producer holds a reservation and whose consumer a peek. */
-static int child_close_inherited(void *arg)
-{
-	struct ring *g = arg;
-
-	rbus_channel_close(g->p);
-	rbus_channel_close(g->c);
-	rbus_region_close(g->r);
-	return 0;
-}
-
-/*
- * A child's close of handles it inherited through fork() leaves them to
- * the parent, which opened them: the roles stay held (SPSC: no second
- * producer or consumer; both kinds: the counts), the parent's outstanding
- * reservation is neither published nor passed over, and its peek is not
- * released.  The parent then commits and releases, and the consumer gets
- * exactly the messages sent.
- */
-START_TEST(ring_child_close_leaves_handles)
-{
-	struct ring g;
-	unsigned char buf[16];
-	struct rbus_region_info info;
-	struct rbus_channel *x;
-	const void *p;
-	void *w;
-
-	ring_open(&g, 8, 16, 0);
-	ck_assert_rbus(rbus_send(g.p, "a", 1), 0);
-	ck_assert_rbus(rbus_reserve(g.p, &w), 0);
-	ck_assert_rbus(rbus_peek(g.c, &p), 1);
-	th_wait_ok(th_fork(child_close_inherited, &g));
-
-	rbus_region_info(g.r, &info);
-	ck_assert_uint_eq(info.producers, 1);
-	ck_assert_uint_eq(info.consumers, 1);
-	if (ring_kind == RBUS_KIND_SPSC) {
-		ck_assert_rbus(rbus_channel_open(g.r, RBUS_PRODUCER, 0, &x), -EBUSY);
-		ck_assert_rbus(rbus_channel_open(g.r, RBUS_CONSUMER, 0, &x), -EBUSY);
-	} else {
-		/* A second consumer finds nothing: "a" is still peeked and the
-		 * reserved slot not yet committed (nor passed over as an
-		 * abandoned one, which would lose what the parent commits). */
-		ck_assert_rbus(rbus_channel_open(g.r, RBUS_CONSUMER, 0, &x), 0);
-		ck_assert_rbus(rbus_recv(x, buf, sizeof(buf)), -EAGAIN);
-		rbus_channel_close(x);
-	}
-	memcpy(w, "b", 1);
-	ck_assert_rbus(rbus_commit(g.p, 1), 0);
-	ck_assert_int_eq(*(const char *)p, 'a');
-	ck_assert_rbus(rbus_release(g.c), 1);
-	ck_assert_rbus(rbus_recv(g.c, buf, sizeof(buf)), 1);
-	ck_assert_int_eq(buf[0], 'b');
-	ck_assert_rbus(rbus_recv(g.c, buf, sizeof(buf)), -EAGAIN);
-	ring_close(&g);
-}
-END_TEST
-
-/* After the parent closed its producer, a forked child takes the role with
- * a handle of its own, sends, and closes it: that close is the opener's,
- * and gives the role back. */
-static int child_own_producer(void *arg)
-{
-	struct ring *g = arg;
-	struct rbus_channel *p;
-
-	if (rbus_channel_open(g->r, RBUS_PRODUCER, 0, &p) != 0)
-		return 1;
-	if (rbus_send(p, "c", 1) != 0)
-		return 2;
-	rbus_channel_close(p);
-	return 0;
-}
-
-START_TEST(ring_child_close_own_handle)
-{
-	struct ring g;
-	unsigned char buf[16];
-	struct rbus_region_info info;
-
-	ring_open(&g, 8, 16, 0);
-	rbus_channel_close(g.p);
-	g.p = NULL;
-	th_wait_ok(th_fork(child_own_producer, &g));
-	rbus_region_info(g.r, &info);
-	ck_assert_uint_eq(info.producers, 0);
-	ck_assert_rbus(rbus_recv(g.c, buf, sizeof(buf)), 1);
-	ck_assert_int_eq(buf[0], 'c');
-	ck_assert_rbus(rbus_recv(g.c, buf, sizeof(buf)), -EPIPE);
-	ck_assert_rbus(rbus_channel_open(g.r, RBUS_PRODUCER, 0, &g.p), 0);
-	ring_close(&g);
-}
-END_TEST
-
 /* --- verified streams across threads and processes ------------------------
  * nprod producers each send per_producer messages made by th_msg_make();
  * ncons consumers take them until the shared count reaches the total.  Each
@@ -908,8 +812,6 @@ static TCase *ring_semantics_tcase(void)
 	tcase_add_test(tc, ring_role_misuse);
 	tcase_add_test(tc, ring_consumer_resume);
 	tcase_add_test(tc, ring_close_with_reservation);
-	tcase_add_test(tc, ring_child_close_leaves_handles);
-	tcase_add_test(tc, ring_child_close_own_handle);
 	return tc;
 }
 

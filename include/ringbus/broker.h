@@ -40,8 +40,7 @@
  * leased: nobody releases them if their process dies, and an SPSC role so
  * taken stays busy.  Use rbus_broker_open() for roles.  A connection used
  * after fork() acts for the process that connected, and so does a handle
- * inherited through fork() (whose close in the child leaves the role to the
- * parent, rbus_channel_close()): connect and open again in the child.  An MPMC
+ * inherited through fork(): connect and open again in the child.  An MPMC
  * handle's claimed slots (a reservation not committed, a peek not
  * released, a send under way) are finished when its process dies: passed
  * over, or freed and their messages lost (doc/design.md, "Death of a

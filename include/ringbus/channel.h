@@ -100,14 +100,6 @@ int rbus_channel_open(struct rbus_region *r, enum rbus_role role,
  * with other calls on the same handle, except that it may cancel a thread
  * waiting in one of the _wait calls (ringbus/wait.h).  If this was the last
  * handle of its role, the peers' sleepers are woken to see the hang-up.
- *
- * A handle belongs to the process that opened it.  In a child that
- * inherited it through fork(), close frees only the child's copy: the
- * role, the counts, and a reservation or peek outstanding at the fork stay
- * the parent's, which still holds them until it closes its own copy.  A
- * child that needs a role opens a handle of its own.  (On kernels without
- * MADV_WIPEONFORK, before Linux 4.14, the library cannot tell the child
- * apart, and a child's close releases as the parent's would.)
  */
 void rbus_channel_close(struct rbus_channel *ch);
 

@@ -20,7 +20,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -29,82 +28,6 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
-
-/*
- * Which process opened a handle.  A handle copied into a child by fork()
- * is the opener's: its role, its lease entry and its claim record stay
- * with the opener, which still uses them, or already gave them back, after
- * which another process may hold the role.  So only the opener's close
- * releases them (rbus_channel_close()), and only the opener notes MPMC
- * claims (ring_mpmc.c, claim_mine()).
- *
- * Telling the opener costs no system call: `rbus_incarnation_page` points
- * at a private page that fork() wipes in the child (MADV_WIPEONFORK).  The
- * first handle a process opens stamps the page with a value of its own (its
- * pid mixed with the clock: a pid alone can repeat in a child in a new pid
- * namespace), and each handle keeps the value it found.  In a child the
- * page reads 0, or the child's own value once it opens a handle of its own:
- * not the value an inherited handle kept (but for a 1 in 2^32 chance).
- * Without MADV_WIPEONFORK (Linux before 4.14), or if the page cannot be
- * mapped, a handle keeps 0 and counts as the opener's everywhere, as
- * before this check existed.  This pointer and membarrier_state in wait.c
- * are the library's only process-wide state; the page is mapped once and
- * never freed.
- */
-_Atomic(_Atomic uint32_t *) rbus_incarnation_page;
-
-#ifdef RBUS_TEST_HOOKS
-bool rbus_test_no_wipeonfork;
-#endif
-
-uint32_t rbus_incarnation(void)
-{
-	/* Acquire: pairs with the release CAS below, for the page's
-	 * contents (zero) and its wipe-on-fork advice. */
-	_Atomic uint32_t *page = atomic_load_explicit(&rbus_incarnation_page,
-						      memory_order_acquire);
-	uint32_t v;
-
-#ifdef RBUS_TEST_HOOKS
-	if (rbus_test_no_wipeonfork)
-		return 0;       /* as on a kernel before 4.14 */
-#endif
-	if (!page) {
-		_Atomic uint32_t *none = NULL;
-		void *p = mmap(NULL, RBUS_PAGE_SIZE, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		if (p == MAP_FAILED)
-			return 0;
-		if (madvise(p, RBUS_PAGE_SIZE, MADV_WIPEONFORK) < 0) {
-			munmap(p, RBUS_PAGE_SIZE);
-			return 0;
-		}
-		/* Release: see above.  A thread that lost the race frees
-		 * its page and takes the winner's. */
-		if (atomic_compare_exchange_strong_explicit(&rbus_incarnation_page, &none, p,
-							    memory_order_acq_rel,
-							    memory_order_acquire))
-			page = p;
-		else {
-			munmap(p, RBUS_PAGE_SIZE);
-			page = none;
-		}
-	}
-	/* Relaxed: private to this process.  Racing first opens make
-	 * different values: the CAS keeps one, and all take it. */
-	v = atomic_load_explicit(page, memory_order_relaxed);
-	if (!v) {
-		uint32_t mine = (uint32_t)getpid() ^
-				(uint32_t)(((uint64_t)rbus_now() * UINT64_C(0x9e3779b97f4a7c15)) >> 32);
-
-		mine += !mine;
-		if (atomic_compare_exchange_strong_explicit(page, &v, mine, memory_order_relaxed,
-							    memory_order_relaxed))
-			v = mine;
-	}
-	return v;
-}
 
 RBUS_EXPORT int rbus_channel_open(struct rbus_region *r, enum rbus_role role,
 				  uint32_t flags, struct rbus_channel **out)
@@ -142,7 +65,6 @@ int rbus_channel_open_token(struct rbus_region *r, enum rbus_role role,
 	ch->my_side = role == RBUS_PRODUCER ? r->prod : r->cons;
 	ch->my_index = role == RBUS_PRODUCER ? &r->prod->index : &r->cons->index;
 	ch->peer_index = role == RBUS_PRODUCER ? &r->cons->index : &r->prod->index;
-	ch->incarnation = rbus_incarnation();
 	err = rbus_wait_open(ch);
 	if (!err) {
 		err = ch->ops->open(ch);
@@ -158,16 +80,6 @@ int rbus_channel_open_token(struct rbus_region *r, enum rbus_role role,
 	return 0;
 }
 
-/* Free what is this process's own: the handle, its eventfd, its reference
- * to the region. */
-static void channel_free(struct rbus_channel *ch)
-{
-	if (ch->cancel_efd >= 0)
-		close(ch->cancel_efd);
-	rbus_region_close(ch->region);
-	free(ch);
-}
-
 /* Drop a reference; the last one releases the role and frees the handle. */
 static void channel_unref(struct rbus_channel *ch)
 {
@@ -177,21 +89,14 @@ static void channel_unref(struct rbus_channel *ch)
 		return;
 	ch->ops->close(ch);
 	rbus_wait_close(ch);
-	channel_free(ch);
+	rbus_region_close(ch->region);
+	free(ch);
 }
 
 RBUS_EXPORT void rbus_channel_close(struct rbus_channel *ch)
 {
 	if (!ch)
 		return;
-	/* A copy inherited through fork(): the role, a reservation or peek
-	 * outstanding, the lease entry and the count are the opener's (see
-	 * rbus_incarnation()).  Only the copy goes; the references and the
-	 * waiters it counts are the opener's threads, not ours. */
-	if (unlikely(!rbus_channel_mine(ch))) {
-		channel_free(ch);
-		return;
-	}
 	/* Relaxed: only this thread and waiting calls of this process
 	 * touch refs; a waiter took its reference before waiting. */
 	if (atomic_load_explicit(&ch->refs, memory_order_relaxed) > 1)

@@ -132,33 +132,12 @@ struct rbus_channel {
 	/* MPMC, with a lease entry: the claim record of that entry, where the
 	 * handle notes what it holds claimed (ring_mpmc.c); else NULL. */
 	struct rbus_claim *claim;
-	/* The process that opened it, as rbus_incarnation() tells (0:
-	 * cannot tell). */
+	/* The process that opened it, as ring_mpmc.c tells (0: cannot). */
 	uint32_t incarnation;
 	/* MPMC, without a record of its own to note claims in: the side's
 	 * `unrecorded` flag is set (ring_mpmc.c, claim_record()). */
 	bool told_unrecorded;
 };
-
-/* channel.c: this process's value, which fork() does not carry into a
- * child (0: it cannot be told, no MADV_WIPEONFORK), and the private page
- * that holds it. */
-uint32_t rbus_incarnation(void);
-extern _Atomic(_Atomic uint32_t *) rbus_incarnation_page;
-
-/* Is this the process that opened ch (channel.c, rbus_incarnation())?  A
- * handle that kept 0 cannot tell, and says yes. */
-static inline bool rbus_channel_mine(const struct rbus_channel *ch)
-{
-	_Atomic uint32_t *page;
-
-	if (!ch->incarnation)
-		return true;
-	/* Relaxed: the pointer was published to this thread by the open
-	 * (or by fork()), and the page is private. */
-	page = atomic_load_explicit(&rbus_incarnation_page, memory_order_relaxed);
-	return atomic_load_explicit(page, memory_order_relaxed) == ch->incarnation;
-}
 
 /* channel.c: rbus_channel_open() with the token the broker handed out
  * (RBUS_TOKEN_LOCAL without a broker). */
@@ -271,7 +250,7 @@ enum rbus_claim_point {
 #ifdef RBUS_TEST_HOOKS
 extern void (*rbus_test_jitter)(enum rbus_jitter_point where);
 extern void (*rbus_test_claim)(enum rbus_claim_point where);
-/* Set: rbus_incarnation() behaves as without MADV_WIPEONFORK. */
+/* Set: ring_mpmc.c behaves as without MADV_WIPEONFORK. */
 extern bool rbus_test_no_wipeonfork;
 #define RBUS_CLAIM_HOOK(w)                                                     \
 	do {                                                                   \

@@ -64,6 +64,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -77,20 +78,91 @@ static inline int32_t stamp_diff(uint32_t stamp, uint64_t want)
 }
 
 /*
- * Which process may write a handle's claim record: the one that opened it
- * (rbus_channel_mine(), channel.c).  A child that goes on using a handle
- * it inherited through fork() holds claims under its parent's token, and
- * ringbusd recovers that token when the parent exits (protocol.md, "One
- * connection, one process"): were the child's claims in the record,
- * ringbusd would finish them under it, and the child's own publish or free
- * after that would leave a stamp a lap behind, which stops the ring for
- * everyone.  So a handle notes only in the process that opened it.
- * Without MADV_WIPEONFORK (Linux before 4.14) every process notes, and the
- * open marks the side (see mpmc_open()).
+ * Which process may write a handle's claim record: the one that opened it.
+ * A child that goes on using a handle it inherited through fork() holds
+ * claims under its parent's token, and ringbusd recovers that token when
+ * the parent exits (protocol.md, "One connection, one process"): were the
+ * child's claims in the record, ringbusd would finish them under it, and
+ * the child's own publish or free after that would leave a stamp a lap
+ * behind, which stops the ring for everyone.  So a handle notes only in the
+ * process that opened it.  Telling which process that is costs no system
+ * call: `incarnation` points at a private page that fork() wipes in the
+ * child (MADV_WIPEONFORK); the first broker handle a process opens stamps
+ * the page with a value of its own (its pid mixed with the clock: a pid
+ * alone can repeat in a child in a new pid namespace), and each handle
+ * keeps the value it found.  In a child the page reads 0, or the child's
+ * own value once it opens a handle of its own: not the value an inherited
+ * handle kept (but for a 1 in 2^32 chance).  Without MADV_WIPEONFORK
+ * (Linux before 4.14) every process notes, and the open marks the side
+ * (see mpmc_open()).  This pointer and membarrier_state in wait.c are the library's
+ * only process-wide state; the page is mapped once and never freed.
  */
+static _Atomic(_Atomic uint32_t *) incarnation;
+
+#ifdef RBUS_TEST_HOOKS
+bool rbus_test_no_wipeonfork;
+#endif
+
+static uint32_t incarnation_get(void)
+{
+	/* Acquire: pairs with the release CAS below, for the page's
+	 * contents (zero) and its wipe-on-fork advice. */
+	_Atomic uint32_t *page = atomic_load_explicit(&incarnation, memory_order_acquire);
+	uint32_t v;
+
+#ifdef RBUS_TEST_HOOKS
+	if (rbus_test_no_wipeonfork)
+		return 0;       /* as on a kernel before 4.14 */
+#endif
+	if (!page) {
+		_Atomic uint32_t *none = NULL;
+		void *p = mmap(NULL, RBUS_PAGE_SIZE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			return 0;
+		if (madvise(p, RBUS_PAGE_SIZE, MADV_WIPEONFORK) < 0) {
+			munmap(p, RBUS_PAGE_SIZE);
+			return 0;
+		}
+		/* Release: see above.  A thread that lost the race frees
+		 * its page and takes the winner's. */
+		if (atomic_compare_exchange_strong_explicit(&incarnation, &none, p,
+							    memory_order_acq_rel,
+							    memory_order_acquire))
+			page = p;
+		else {
+			munmap(p, RBUS_PAGE_SIZE);
+			page = none;
+		}
+	}
+	/* Relaxed: private to this process.  Racing first opens make
+	 * different values: the CAS keeps one, and all take it. */
+	v = atomic_load_explicit(page, memory_order_relaxed);
+	if (!v) {
+		uint32_t mine = (uint32_t)getpid() ^
+				(uint32_t)(((uint64_t)rbus_now() * UINT64_C(0x9e3779b97f4a7c15)) >> 32);
+
+		mine += !mine;
+		if (atomic_compare_exchange_strong_explicit(page, &v, mine, memory_order_relaxed,
+							    memory_order_relaxed))
+			v = mine;
+	}
+	return v;
+}
+
+/* Is this the process that opened ch?  0 in ch->incarnation: no
+ * MADV_WIPEONFORK, so it cannot tell, and says yes. */
 static inline bool claim_mine(const struct rbus_channel *ch)
 {
-	return rbus_channel_mine(ch);
+	_Atomic uint32_t *page;
+
+	if (!ch->incarnation)
+		return true;
+	/* Relaxed: the pointer was published to this thread by the open
+	 * (or by fork()), and the page is private. */
+	page = atomic_load_explicit(&incarnation, memory_order_relaxed);
+	return atomic_load_explicit(page, memory_order_relaxed) == ch->incarnation;
 }
 
 #ifdef RBUS_TEST_HOOKS
@@ -530,6 +602,7 @@ static int mpmc_open(struct rbus_channel *ch)
 			ch->lease = (int)i;
 			ch->claim = &ch->region->claims[(ch->role == RBUS_CONSUMER ?
 							 RBUS_SIDE_LEASES : 0) + i];
+			ch->incarnation = incarnation_get();
 			/* Release: R8, as in claim_clear(). */
 			claim_clear(ch->claim);
 			/* Without a way to tell a forked child (no
@@ -552,8 +625,13 @@ static void mpmc_close(struct rbus_channel *ch)
 		mpmc_commit(ch, NULL, 0);
 	else if (ch->pending == PENDING_PEEK)
 		mpmc_release(ch);
-	/* Only in the process that opened the handle: channel.c does not
-	 * call close for a copy inherited through fork(). */
+	/* A handle inherited through fork() closed in the child: the lease
+	 * entry and the count are the opener's, which still uses them (or
+	 * gave them back when it closed or died).  Only its copy goes. */
+	if (ch->lease >= 0 && !claim_mine(ch)) {
+		ch->claim = NULL;
+		return;
+	}
 	if (ch->lease >= 0) {
 		uint32_t mine = ch->token;
 

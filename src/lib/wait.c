@@ -107,7 +107,7 @@ void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until, bool probe);
 /* Registration of this process for membarrier(2): 0 not tried yet, 1 done,
  * -1 impossible.  Process-wide because the kernel's registration is; it is
  * one of the library's two pieces of global state (the other is
- * `rbus_incarnation_page` in channel.c); it is only ever set once. */
+ * `incarnation` in ring_mpmc.c); it is only ever set once. */
 static _Atomic int membarrier_state;
 
 static long membarrier(int cmd)
@@ -525,10 +525,12 @@ int rbus_wait_open(struct rbus_channel *ch)
 
 /* After the ring has released the role: wake the peers, so that they see
  * the hang-up (if this was the last handle of the role) or the slots a
- * close published or freed (MPMC).  channel.c then closes cancel_efd. */
+ * close published or freed (MPMC). */
 void rbus_wait_close(struct rbus_channel *ch)
 {
 	rbus_wake_peer(ch);
+	if (ch->cancel_efd >= 0)
+		close(ch->cancel_efd);
 }
 
 /* Tell a thread of this process waiting on ch that the handle is closing. */
