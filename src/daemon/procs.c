@@ -60,7 +60,12 @@
  * to LATER_GIVE_UP_NS: a client stopped for longer between its note and its
  * clear leaves the slots held, as before this retry.  Each entry holds a
  * reference to its channel.  Under reg_lock; the reaper's timerfd fires at
- * the earliest due time.
+ * the earliest due time.  A retry scans only the slots that only intents
+ * covered, and only those it finds no longer covered; at most LATER_MAX
+ * entries wait at once (each death adds at most one per lease entry), so
+ * clients that die over and over with such claims cannot grow the list or
+ * the work under the lock without bound: past it, slots stay held as they
+ * did before, with a warning.
  */
 struct later {
 	struct later *next;
@@ -76,8 +81,11 @@ struct later {
 #define LATER_FIRST_NS   INT64_C(1000000)
 #define LATER_MAX_NS     INT64_C(1000000000)
 #define LATER_GIVE_UP_NS INT64_C(60000000000)
+#define LATER_MAX        1024u
 
 static struct later *laters;                /* reg_lock */
+static unsigned nlaters;                    /* reg_lock */
+static int64_t later_armed = INT64_MAX;     /* the timer's due time, reg_lock */
 static int later_tfd = -1;
 
 static struct proc *table[PROC_BUCKETS];   /* live records, reg_lock */
@@ -176,15 +184,11 @@ static void use_drop(struct use *u, bool prune)
 	free(u);
 }
 
-/* Arm the timerfd for the earliest due retry, or disarm it.  reg_lock. */
-static void later_arm(void)
+/* Arm the timerfd for @due (INT64_MAX: disarm).  reg_lock. */
+static void later_arm_at(int64_t due)
 {
 	struct itimerspec its = { 0 };
-	int64_t due = INT64_MAX;
 
-	for (struct later *x = laters; x; x = x->next)
-		if (x->due < due)
-			due = x->due;
 	if (due != INT64_MAX) {
 		if (due < 1)
 			due = 1;        /* 0 would disarm it */
@@ -193,21 +197,35 @@ static void later_arm(void)
 	}
 	if (timerfd_settime(later_tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
 		log_error("reaper: timerfd_settime: %s", strerror(errno));
+	later_armed = due;
 }
 
 static const char *role_name(uint32_t role);
+
+/* The last index of @left's run, for the log. */
+static unsigned long long later_last(const struct rbus_claim_left *left)
+{
+	return (unsigned long long)(left->first + left->count - 1);
+}
 
 /* Retry @left of @ch's @role later.  reg_lock. */
 static void later_add(struct chan *ch, uint32_t role, pid_t pid,
 		      const struct rbus_claim_left *left)
 {
-	struct later *x = calloc(1, sizeof(*x));
 	int64_t now = rbus_now();
+	struct later *x;
 
+	for (x = laters; x; x = x->next)
+		if (x->ch == ch && x->role == role && x->left.first == left->first &&
+		    x->left.count == left->count)
+			return;         /* already waiting */
+	x = nlaters < LATER_MAX ? calloc(1, sizeof(*x)) : NULL;
 	if (!x) {
-		log_error("pid %d exited claiming %s slots of %s that a live handle's "
-			  "intent also names: out of memory, they stay held",
-			  (int)pid, role_name(role), ch->desc.name);
+		log_warn("pid %d exited claiming %s slots %llu..%llu of %s, which a live "
+			 "handle's intent also names: %s; they stay held",
+			 (int)pid, role_name(role), (unsigned long long)left->first,
+			 later_last(left), ch->desc.name,
+			 nlaters < LATER_MAX ? "out of memory" : "too many such claims waiting");
 		return;
 	}
 	chan_ref(ch);
@@ -219,57 +237,69 @@ static void later_add(struct chan *ch, uint32_t role, pid_t pid,
 	x->due = now + LATER_FIRST_NS;
 	x->next = laters;
 	laters = x;
+	nlaters++;
 	log_info("pid %d exited claiming %s slots %llu..%llu of %s, which a live "
 		 "handle's intent also names: looking again shortly",
 		 (int)pid, role_name(role), (unsigned long long)left->first,
-		 (unsigned long long)(left->first + left->count - 1), ch->desc.name);
-	later_arm();
+		 later_last(left), ch->desc.name);
+	if (x->due < later_armed)
+		later_arm_at(x->due);
 }
 
-/* Run the retries that are due.  reg_lock. */
+/* Run the retries that are due, and arm the timer for the next.  reg_lock. */
 static void later_run(void)
 {
-	int64_t now = rbus_now();
+	int64_t now = rbus_now(), next = INT64_MAX;
 
 	for (struct later **xp = &laters; *xp;) {
 		struct later *x = *xp;
 		int more;
 
 		if (x->due > now) {
+			if (x->due < next)
+				next = x->due;
 			xp = &x->next;
 			continue;
 		}
 		more = rbus_region_retry_intent(x->ch->region, (enum rbus_role)x->role,
 						&x->left);
-		if (more > 0 && now - x->since < LATER_GIVE_UP_NS) {
+		if (more == 1 && now - x->since < LATER_GIVE_UP_NS) {
 			int64_t delay = LATER_FIRST_NS;
 
 			for (unsigned i = 0; i <= x->tries && delay < LATER_MAX_NS; i++)
 				delay *= 4;
 			x->tries++;
 			x->due = now + (delay < LATER_MAX_NS ? delay : LATER_MAX_NS);
+			if (x->due < next)
+				next = x->due;
 			xp = &x->next;
 			continue;
 		}
-		if (more > 0)
+		if (more == 1)
 			log_warn("%s slots %llu..%llu of %s, claimed by pid %d when it "
 				 "exited: a live handle's intent still names them after %d s; "
 				 "left held", role_name(x->role),
-				 (unsigned long long)x->left.first,
-				 (unsigned long long)(x->left.first + x->left.count - 1),
+				 (unsigned long long)x->left.first, later_last(&x->left),
 				 x->ch->desc.name, (int)x->pid,
 				 (int)(LATER_GIVE_UP_NS / 1000000000));
-		else
+		else if (more == 0)
 			log_info("%s slots %llu..%llu of %s, claimed by pid %d when it "
 				 "exited: looked at again after %u tries",
 				 role_name(x->role), (unsigned long long)x->left.first,
-				 (unsigned long long)(x->left.first + x->left.count - 1),
-				 x->ch->desc.name, (int)x->pid, x->tries + 1);
+				 later_last(&x->left), x->ch->desc.name, (int)x->pid,
+				 x->tries + 1);
+		else
+			log_warn("%s slots %llu..%llu of %s, claimed by pid %d when it "
+				 "exited: a handle without a claim record has claimed there "
+				 "since, or the ring's indices are corrupt; left held",
+				 role_name(x->role), (unsigned long long)x->left.first,
+				 later_last(&x->left), x->ch->desc.name, (int)x->pid);
 		*xp = x->next;
+		nlaters--;
 		chan_unref(x->ch);
 		free(x);
 	}
-	later_arm();
+	later_arm_at(next);
 }
 
 /* Release in shared memory every role @u's process held on its channel
@@ -589,10 +619,14 @@ void procs_fini(void)
 			free(p);
 		}
 	}
+	if (nlaters)
+		log_warn("stopping with %u dead claims not looked at again: their "
+			 "slots stay held", nlaters);
 	while (laters) {
 		struct later *x = laters;
 
 		laters = x->next;
+		nlaters--;
 		chan_unref(x->ch);
 		free(x);
 	}

@@ -163,9 +163,11 @@ int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token
 		      struct rbus_claim_left *left, unsigned *nleft);
 /* ring_mpmc.c: look at an intent rbus_mpmc_recover() left again, and finish
  * what no live intent covers now.  Returns 1 if some is still left for
- * later, else 0; *finished the slots it finished. */
+ * later (*left narrowed to it), 2 if it can never be finished (the side's
+ * `unrecorded` flag is set now, or the indices are impossible), else 0;
+ * *finished the slots it finished. */
 int rbus_mpmc_retry_intent(struct rbus_region *r, enum rbus_role role,
-			   const struct rbus_claim_left *left, uint64_t *finished);
+			   struct rbus_claim_left *left, uint64_t *finished);
 /* ring_mpmc.c: set the side's `unrecorded` flag for ch, whose lease entry
  * ringbusd may clear while it lives (opened through a connection another
  * process made): its record will not be looked at. */
@@ -183,10 +185,11 @@ int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
 /* region.c, for ringbusd: retry an intent rbus_region_recover() left in
  * @left (MPMC), some time later: finish the slots no live handle's intent
  * covers now, and wake both sides' sleepers if it finished any.  Returns 1
- * while some is still left (call again later), 0 once none is, or -EINVAL
- * (not MPMC, bad role). */
+ * while some is still left (call again later, with @left as narrowed), 0
+ * once none is, 2 if it can never be finished (see
+ * rbus_mpmc_retry_intent()), or -EINVAL (not MPMC, bad role). */
 int rbus_region_retry_intent(struct rbus_region *r, enum rbus_role role,
-			     const struct rbus_claim_left *left);
+			     struct rbus_claim_left *left);
 
 /* region.c, for ringbusd: the size in bytes rbus_region_create(@o) would
  * give the region (@o valid), to refuse an oversized one before making it. */

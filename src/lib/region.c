@@ -655,7 +655,7 @@ int rbus_region_recover(struct rbus_region *r, enum rbus_role role,
 }
 
 int rbus_region_retry_intent(struct rbus_region *r, enum rbus_role role,
-			     const struct rbus_claim_left *left)
+			     struct rbus_claim_left *left)
 {
 	uint64_t finished;
 	int more;

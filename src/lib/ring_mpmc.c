@@ -36,7 +36,7 @@
  *   R5/A5  consumer's release store of stamp i+cap ->  producer's acquire
  *          load of it: the consumer's reads happen before the rewrite.
  *   R7/A7  a claim's CAS of head or tail (release on success) -> ringbusd's
- *          acquire load of that index in rbus_mpmc_recover(): the claim
+ *          acquire load of that index in finish_claim(): the claim
  *          record's intent, stored before the CAS, is visible to a
  *          recovery that sees the index moved past the claimed slots.
  *   R8/A8  the claim record's stores (release) -> ringbusd's acquire loads
@@ -754,17 +754,30 @@ static bool held_covers(const struct cover *c, unsigned n, uint64_t b, uint64_t 
  * A live handle's intent, unlike a held record, may cover slots it has not
  * won: from noting it to failing its CAS and clearing it, a few
  * instructions (longer if the process is stopped there).  Slots that only
- * such intents cover are left alone now, and the return value says so:
- * true if a later call, once those records have moved on, may finish more.
- * ringbusd then calls rbus_mpmc_retry_intent() with the same first and k.
- * A held record's cover is for good: it returns false for those.
+ * such intents cover are left alone now, and the result says so:
+ * CLAIM_LATER, with the indices that only intents covered in *later (a
+ * run: from the first such slot to the last), for ringbusd to look at again
+ * through rbus_mpmc_retry_intent().  A held record's cover is for good.
+ * CLAIM_UNKNOWABLE: the side's `unrecorded` flag is set, or the indices
+ * are impossible, so an intent cannot be finished now or later; else
+ * CLAIM_DONE.
+ *
+ * Each record of another token is read count, first, count: a count that
+ * changed in between is taken for an intent, whatever it says, so that a
+ * held mark read with the first index of the handle's next claim is not
+ * taken for a cover of that claim's slots (the next claim's intent may be
+ * one its CAS lost).
  *
  * The work is bounded by *budget, shared by the records of the side: honest
  * claims never overlap, so capacity slots in all.  Addresses come from
  * index & mask, so no record can make this write outside the slots.
  */
-static bool finish_claim(struct rbus_region *r, enum rbus_role role, uint64_t first,
-			 uint32_t raw, uint32_t token, uint64_t *budget, uint64_t *finished)
+enum claim_result { CLAIM_DONE, CLAIM_LATER, CLAIM_UNKNOWABLE };
+
+static enum claim_result finish_claim(struct rbus_region *r, enum rbus_role role,
+				      uint64_t first, uint32_t raw, uint32_t token,
+				      uint64_t *budget, uint64_t *finished,
+				      struct rbus_claim_left *later)
 {
 	struct rbus_side *side = role == RBUS_PRODUCER ? r->prod : r->cons;
 	struct rbus_claim *claims = r->claims + (role == RBUS_CONSUMER ? RBUS_SIDE_LEASES : 0);
@@ -775,17 +788,16 @@ static bool finish_claim(struct rbus_region *r, enum rbus_role role, uint64_t fi
 	 * And bounds for the hint; the stamps decide. */
 	uint64_t head = atomic_load_explicit(&r->cons->index, memory_order_acquire);
 	uint64_t tail = atomic_load_explicit(&r->prod->index, memory_order_acquire);
-	uint64_t lo, len, b = 0, end = 0;
+	uint64_t lo, len, b = 0, end = 0, amb_b = UINT64_MAX, amb_e = 0;
 	struct cover cover[RBUS_SIDE_LEASES];
 	unsigned ncover = 0;
-	bool later = false;
 
 	if (tail - head > cap || k > cap)
-		return false;
+		return CLAIM_UNKNOWABLE;
 	lo = role == RBUS_PRODUCER ? head : tail - cap;
 	len = role == RBUS_PRODUCER ? tail - head : cap - (tail - head);
 	if (!overlap(first, k, lo, len, &b, &end))
-		return false;
+		return CLAIM_DONE;      /* nothing of it left open */
 	lo += b;                        /* now [lo, lo + len) */
 	len = end - b;
 	if (len > *budget)
@@ -793,31 +805,34 @@ static bool finish_claim(struct rbus_region *r, enum rbus_role role, uint64_t fi
 	*budget -= len;
 	if (raw & RBUS_CLAIM_HELD) {
 		*finished += finish_slots(r, role, lo, len);
-		return false;
+		return CLAIM_DONE;
 	}
 
 	/* An intent.  After A7: a handle without a record that claimed in
 	 * the window had set `unrecorded` before its CAS.  Relaxed: the
 	 * acquire above orders it.  The flag is never cleared: for good. */
 	if (atomic_load_explicit(&side->unrecorded, memory_order_relaxed))
-		return false;
+		return CLAIM_UNKNOWABLE;
 	/* The parts of the window the other tokens' records cover. */
 	for (unsigned i = 0; i < RBUS_SIDE_LEASES; i++) {
 		/* A9 (acquire): pairs with R9 in mpmc_close(); a free entry
 		 * (or one a later open took) comes after the last publish
 		 * or free of the handle that held it. */
 		uint32_t t = atomic_load_explicit(&side->leases[i], memory_order_acquire);
-		uint32_t rc;
+		uint32_t rc, rc2;
 		uint64_t f, c;
 
 		if (t == 0 || t == token)
 			continue;
-		/* A8 (acquire), both: pairs with R8 in claim_intent(),
+		/* A8 (acquire), all three: pairs with R8 in claim_intent(),
 		 * claim_held() and claim_clear(): a record that no longer
 		 * covers a slot it held comes after that slot's publish or
 		 * free, which finish_slots() then sees in its stamp. */
 		rc = atomic_load_explicit(&claims[i].count, memory_order_acquire);
 		f = atomic_load_explicit(&claims[i].first, memory_order_acquire);
+		rc2 = atomic_load_explicit(&claims[i].count, memory_order_acquire);
+		if (rc2 != rc)
+			rc = rc2 & ~RBUS_CLAIM_HELD;    /* moved: an intent */
 		c = rc & ~RBUS_CLAIM_HELD;
 		/* A count above capacity cannot be honest: take it as
 		 * covering the whole window, for good, which leaves the
@@ -843,18 +858,28 @@ static bool finish_claim(struct rbus_region *r, enum rbus_role role, uint64_t fi
 		if (cover[i].e > b)
 			b = cover[i].e;
 		/* Slots only a live intent covers: perhaps later. */
-		if (!cover[i].held && !held_covers(cover, ncover, cover[i].b, cover[i].e))
-			later = true;
+		if (!cover[i].held && !held_covers(cover, ncover, cover[i].b, cover[i].e)) {
+			if (cover[i].b < amb_b)
+				amb_b = cover[i].b;
+			if (cover[i].e > amb_e)
+				amb_e = cover[i].e;
+		}
 	}
 	if (len > b)
 		*finished += finish_slots(r, role, lo + b, len - b);
-	return later;
+	if (amb_e == 0)
+		return CLAIM_DONE;
+	/* Only that run is looked at again: the rest is finished or held
+	 * for good, and a retry then scans no slot twice but these. */
+	later->first = lo + amb_b;
+	later->count = (uint32_t)(amb_e - amb_b);
+	return CLAIM_LATER;
 }
 
 /* Finish the claim of the dead handle of lease entry e (holding token),
  * from its record (finish_claim()), and clear the record.  If finish_claim()
- * left part of an intent for later, the record's first and count go into
- * *left. */
+ * left part of an intent for later, that part goes into *left (else its
+ * count is 0). */
 static void recover_claim(struct rbus_region *r, enum rbus_role role, unsigned e,
 			  uint32_t token, uint64_t *budget, struct rbus_claim_left *left,
 			  uint64_t *finished)
@@ -864,11 +889,8 @@ static void recover_claim(struct rbus_region *r, enum rbus_role role, unsigned e
 	uint32_t raw = atomic_load_explicit(&claims[e].count, memory_order_relaxed);
 	uint64_t first = atomic_load_explicit(&claims[e].first, memory_order_relaxed);
 
-	left->count = 0;
-	if (finish_claim(r, role, first, raw, token, budget, finished)) {
-		left->first = first;
-		left->count = raw;      /* not held: an intent */
-	}
+	if (finish_claim(r, role, first, raw, token, budget, finished, left) != CLAIM_LATER)
+		left->count = 0;
 	/* Relaxed: the entry is cleared next; a new holder clears it too. */
 	atomic_store_explicit(&claims[e].count, 0, memory_order_relaxed);
 }
@@ -914,15 +936,24 @@ int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token
 }
 
 int rbus_mpmc_retry_intent(struct rbus_region *r, enum rbus_role role,
-			   const struct rbus_claim_left *left, uint64_t *finished)
+			   struct rbus_claim_left *left, uint64_t *finished)
 {
 	uint64_t budget = r->hdr.capacity;
+	struct rbus_claim_left rest;
 
 	/* Its lease entry was cleared at the recovery: token 0 names no
 	 * entry, so every record with a token is looked at. */
 	*finished = 0;
-	return finish_claim(r, role, left->first, left->count & ~RBUS_CLAIM_HELD, 0, &budget,
-			    finished);
+	switch (finish_claim(r, role, left->first, left->count & ~RBUS_CLAIM_HELD, 0, &budget,
+			     finished, &rest)) {
+	case CLAIM_LATER:
+		*left = rest;
+		return 1;
+	case CLAIM_UNKNOWABLE:
+		return 2;
+	default:
+		return 0;
+	}
 }
 
 const struct rbus_ring_ops rbus_mpmc_ops = {
