@@ -217,8 +217,16 @@ static void later_add(struct chan *ch, uint32_t role, pid_t pid,
 
 	for (x = laters; x; x = x->next)
 		if (x->ch == ch && x->role == role && x->left.first == left->first &&
-		    x->left.count == left->count)
-			return;         /* already waiting */
+		    x->left.count == left->count) {
+			/* Already waiting: this death gets its full time. */
+			x->since = now;
+			log_debug("pid %d exited claiming %s slots %llu..%llu of %s, "
+				  "already waiting to be looked at again",
+				  (int)pid, role_name(role),
+				  (unsigned long long)left->first, later_last(left),
+				  ch->desc.name);
+			return;
+		}
 	x = nlaters < LATER_MAX ? calloc(1, sizeof(*x)) : NULL;
 	if (!x) {
 		log_warn("pid %d exited claiming %s slots %llu..%llu of %s, which a live "
@@ -288,7 +296,7 @@ static void later_run(void)
 				 role_name(x->role), (unsigned long long)x->left.first,
 				 later_last(&x->left), x->ch->desc.name, (int)x->pid,
 				 x->tries + 1);
-		else
+		else    /* 2; -EINVAL cannot be: only MPMC leaves runs */
 			log_warn("%s slots %llu..%llu of %s, claimed by pid %d when it "
 				 "exited: a handle without a claim record has claimed there "
 				 "since, or the ring's indices are corrupt; left held",

@@ -164,7 +164,7 @@ int rbus_mpmc_recover(struct rbus_region *r, enum rbus_role role, uint32_t token
 /* ring_mpmc.c: look at an intent rbus_mpmc_recover() left again, and finish
  * what no live intent covers now.  Returns 1 if some is still left for
  * later (*left narrowed to it), 2 if it can never be finished (the side's
- * `unrecorded` flag is set now, or the indices are impossible), else 0;
+ * `unrecorded` flag is set now, or the indices are corrupt), else 0;
  * *finished the slots it finished. */
 int rbus_mpmc_retry_intent(struct rbus_region *r, enum rbus_role role,
 			   struct rbus_claim_left *left, uint64_t *finished);

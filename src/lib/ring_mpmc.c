@@ -755,12 +755,14 @@ static bool held_covers(const struct cover *c, unsigned n, uint64_t b, uint64_t 
  * won: from noting it to failing its CAS and clearing it, a few
  * instructions (longer if the process is stopped there).  Slots that only
  * such intents cover are left alone now, and the result says so:
- * CLAIM_LATER, with the indices that only intents covered in *later (a
- * run: from the first such slot to the last), for ringbusd to look at again
- * through rbus_mpmc_retry_intent().  A held record's cover is for good.
- * CLAIM_UNKNOWABLE: the side's `unrecorded` flag is set, or the indices
- * are impossible, so an intent cannot be finished now or later; else
- * CLAIM_DONE.
+ * CLAIM_LATER, with a run of indices in *later that holds them (the span
+ * of the intents that do not lie wholly under held records; it may take
+ * in held slots too, which a look leaves alone), for ringbusd to look at
+ * again through rbus_mpmc_retry_intent().  A held record's cover is for
+ * good.  CLAIM_UNKNOWABLE: the side's `unrecorded` flag is set, or the
+ * indices are impossible (head and tail more than capacity apart, with
+ * the head still), or the record's count is; nothing of the claim can be
+ * finished now or later.  Else CLAIM_DONE.
  *
  * Each record of another token is read count, first, count: a count that
  * changed in between is taken for an intent, whatever it says, so that a
@@ -783,17 +785,27 @@ static enum claim_result finish_claim(struct rbus_region *r, enum rbus_role role
 	struct rbus_claim *claims = r->claims + (role == RBUS_CONSUMER ? RBUS_SIDE_LEASES : 0);
 	const uint64_t cap = r->hdr.capacity;
 	uint64_t k = raw & ~RBUS_CLAIM_HELD;
-	/* A7 (acquire): pairs with R7, the claims' CASes: every claim of
-	 * the slots below these indices has its intent in its record.
-	 * And bounds for the hint; the stamps decide. */
-	uint64_t head = atomic_load_explicit(&r->cons->index, memory_order_acquire);
-	uint64_t tail = atomic_load_explicit(&r->prod->index, memory_order_acquire);
-	uint64_t lo, len, b = 0, end = 0, amb_b = UINT64_MAX, amb_e = 0;
+	uint64_t head, tail, lo, len, b = 0, end = 0, amb_b = UINT64_MAX, amb_e = 0;
 	struct cover cover[RBUS_SIDE_LEASES];
 	unsigned ncover = 0;
 
-	if (tail - head > cap || k > cap)
+	if (k > cap)
 		return CLAIM_UNKNOWABLE;
+	/* A7 (acquire), each: pairs with R7, the claims' CASes: every claim
+	 * of the slots below these indices has its intent in its record.
+	 * And bounds for the hint; the stamps decide.  A consumer's claim
+	 * and a producer's between the two loads can make tail - head read
+	 * capacity + 1 on a full ring: only a head that held still across
+	 * the tail's load makes a gap above capacity impossible (corrupt). */
+	for (int tries = 0;; tries++) {
+		head = atomic_load_explicit(&r->cons->index, memory_order_acquire);
+		tail = atomic_load_explicit(&r->prod->index, memory_order_acquire);
+		if (tail - head <= cap)
+			break;
+		if (atomic_load_explicit(&r->cons->index, memory_order_relaxed) == head ||
+		    tries == RBUS_CAS_RETRIES)
+			return CLAIM_UNKNOWABLE;
+	}
 	lo = role == RBUS_PRODUCER ? head : tail - cap;
 	len = role == RBUS_PRODUCER ? tail - head : cap - (tail - head);
 	if (!overlap(first, k, lo, len, &b, &end))
