@@ -100,6 +100,13 @@ int rbus_channel_open(struct rbus_region *r, enum rbus_role role,
  * with other calls on the same handle, except that it may cancel a thread
  * waiting in one of the _wait calls (ringbus/wait.h).  If this was the last
  * handle of its role, the peers' sleepers are woken to see the hang-up.
+ *
+ * After fork(), the child's copy of a handle is a full handle: closing it
+ * there gives back the role even while the parent still uses it, and
+ * finishes an MPMC reservation or peek the parent had outstanding at the
+ * fork (only an MPMC broker handle's lease stays the parent's).  Open
+ * handles after fork(), and do not close a parent's handle in a child that
+ * lives on beside it (doc/design.md, section 12).
  */
 void rbus_channel_close(struct rbus_channel *ch);
 
