@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -335,4 +336,172 @@ char *cli_slurp(const char *path, size_t *len)
 bool cli_has(const char *hay, const char *needle)
 {
 	return hay && strstr(hay, needle) != NULL;
+}
+
+/* ---- a strict JSON checker ------------------------------------------------
+ * A recursive descent over RFC 8259's grammar that only says yes or no: the
+ * tests look up values by key themselves, and need to know that what they
+ * look in is JSON a parser would take. */
+
+struct json_in {
+	const char *s, *p;
+	const char *err;
+	int depth;
+};
+
+static bool json_fail(struct json_in *in, const char *what)
+{
+	if (!in->err)
+		in->err = what;
+	return false;
+}
+
+static void json_ws(struct json_in *in, bool newline_ok)
+{
+	while (*in->p == ' ' || *in->p == '\t' || *in->p == '\r' ||
+	       (newline_ok && *in->p == '\n'))
+		in->p++;
+}
+
+static bool json_value(struct json_in *in, bool nl);
+
+static bool json_string(struct json_in *in)
+{
+	if (*in->p != '"')
+		return json_fail(in, "a string expected");
+	for (in->p++; *in->p != '"'; in->p++) {
+		unsigned char c = (unsigned char)*in->p;
+
+		if (c == 0)
+			return json_fail(in, "the string does not end");
+		if (c < 0x20)
+			return json_fail(in, "a control character in a string");
+		if (c != '\\')
+			continue;
+		c = (unsigned char)*++in->p;
+		if (c == 'u') {
+			for (int i = 0; i < 4; i++)
+				if (!isxdigit((unsigned char)*++in->p))
+					return json_fail(in, "a bad \\u escape");
+		} else if (!strchr("\"\\/bfnrt", c) || c == 0) {
+			return json_fail(in, "a bad escape");
+		}
+	}
+	in->p++;
+	return true;
+}
+
+static bool json_number(struct json_in *in)
+{
+	if (*in->p == '-')
+		in->p++;
+	if (*in->p == '0')
+		in->p++;
+	else if (*in->p >= '1' && *in->p <= '9')
+		while (isdigit((unsigned char)*in->p))
+			in->p++;
+	else
+		return json_fail(in, "a value expected");
+	if (*in->p == '.') {
+		if (!isdigit((unsigned char)*++in->p))
+			return json_fail(in, "a digit expected after the point");
+		while (isdigit((unsigned char)*in->p))
+			in->p++;
+	}
+	if (*in->p == 'e' || *in->p == 'E') {
+		in->p++;
+		if (*in->p == '+' || *in->p == '-')
+			in->p++;
+		if (!isdigit((unsigned char)*in->p))
+			return json_fail(in, "a digit expected in the exponent");
+		while (isdigit((unsigned char)*in->p))
+			in->p++;
+	}
+	return true;
+}
+
+/* An object or array; nl: newlines count as white space inside. */
+static bool json_compound(struct json_in *in, bool nl)
+{
+	const char close = *in->p == '{' ? '}' : ']';
+	bool obj = close == '}';
+
+	if (++in->depth > 64)
+		return json_fail(in, "nested too deep");
+	in->p++;
+	json_ws(in, nl);
+	if (*in->p == close) {
+		in->p++;
+		in->depth--;
+		return true;
+	}
+	for (;;) {
+		if (obj) {
+			if (!json_string(in))
+				return false;
+			json_ws(in, nl);
+			if (*in->p++ != ':')
+				return json_fail(in, "':' expected after a key");
+			json_ws(in, nl);
+		}
+		if (!json_value(in, nl))
+			return false;
+		json_ws(in, nl);
+		if (*in->p == ',') {
+			in->p++;
+			json_ws(in, nl);
+			continue;
+		}
+		if (*in->p++ != close)
+			return json_fail(in, obj ? "',' or '}' expected" : "',' or ']' expected");
+		in->depth--;
+		return true;
+	}
+}
+
+static bool json_value(struct json_in *in, bool nl)
+{
+	static const char *const words[] = { "true", "false", "null" };
+
+	if (*in->p == '{' || *in->p == '[')
+		return json_compound(in, nl);
+	if (*in->p == '"')
+		return json_string(in);
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (!strncmp(in->p, words[i], strlen(words[i]))) {
+			in->p += strlen(words[i]);
+			return true;
+		}
+	return json_number(in);
+}
+
+bool cli_json_valid(const char *s, bool lines, char *why, size_t n)
+{
+	struct json_in in = { .s = s, .p = s };
+	bool ok;
+
+	do {
+		json_ws(&in, false);
+		ok = json_value(&in, !lines);
+		if (ok) {
+			json_ws(&in, false);
+			if (*in.p != '\n')
+				ok = json_fail(&in, "a newline expected after the value");
+			else
+				in.p++;
+		}
+	} while (ok && lines && *in.p);
+	if (ok && *in.p)
+		ok = json_fail(&in, "more after the value");
+	if (!ok && why)
+		snprintf(why, n, "%s at byte %zu", in.err, (size_t)(in.p - s));
+	return ok;
+}
+
+void cli_assert_json(const char *s, bool lines)
+{
+	char why[128];
+
+	ck_assert_msg(cli_json_valid(s, lines, why, sizeof(why)), "not %s: %s:\n%.4000s",
+		      lines ? "JSON Lines" : "one JSON value", why, s);
 }

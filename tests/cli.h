@@ -72,4 +72,14 @@ char *cli_slurp(const char *path, size_t *len);
 /* Does @hay contain @needle? */
 bool cli_has(const char *hay, const char *needle);
 
+/* Is @s exactly JSON text as RFC 8259 has it: one value per line with
+ * @lines (JSON Lines: each line one value, every line ended by a newline),
+ * else one value then one newline?  Strict: no control characters in
+ * strings, no leading zeros, no NaN or Infinity, no trailing commas, no
+ * bytes after the last newline.  On false, @why (@n bytes) says where and
+ * what. */
+bool cli_json_valid(const char *s, bool lines, char *why, size_t n);
+/* Fail the test unless cli_json_valid(@s, @lines). */
+void cli_assert_json(const char *s, bool lines);
+
 #endif /* RINGBUS_TEST_CLI_H */

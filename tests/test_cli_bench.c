@@ -41,35 +41,6 @@ static bool two_cpus(void)
 
 /* ---- a minimal look at JSON --------------------------------------------- */
 
-/* Brackets balance outside strings, and nothing follows the object but a
- * newline. */
-static bool json_balanced(const char *s)
-{
-	int depth = 0;
-	bool str = false;
-
-	for (; *s; s++) {
-		if (str) {
-			if (*s == '\\' && s[1])
-				s++;
-			else if (*s == '"')
-				str = false;
-			continue;
-		}
-		if (*s == '"')
-			str = true;
-		else if (*s == '{' || *s == '[')
-			depth++;
-		else if (*s == '}' || *s == ']') {
-			if (--depth < 0)
-				return false;
-			if (depth == 0)
-				return !strcmp(s + 1, "\n");
-		}
-	}
-	return false;
-}
-
 /* The number after "key": in [s, end), or -1 if the key is not there. */
 static double json_num(const char *s, const char *end, const char *key)
 {
@@ -173,7 +144,8 @@ START_TEST(json_tiny)
 	}
 	ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
 	ck_assert_msg(r.err_len == 0, "stderr is not empty (no terminal):\n%s", r.err);
-	ck_assert_msg(r.out[0] == '{' && json_balanced(r.out), "not one JSON object:\n%.2000s", r.out);
+	ck_assert_msg(r.out[0] == '{', "not a JSON object:\n%.2000s", r.out);
+	cli_assert_json(r.out, false);
 	for (const char *const *k = (const char *[]){ "\"command\":\"bench\"", "\"machine\":{",
 			"\"kernel\":", "\"cpu_model\":", "\"parameters\":{",
 			"\"kinds\":[\"spsc\"]", "\"sizes\":[64]", "\"backend\":\"memfd\"",
@@ -374,7 +346,7 @@ START_TEST(shm_eventfd)
 	out = cli_slurp(path, NULL);
 	unlink(path);
 	ck_assert_msg(status == 0, "exit %d; stdout:\n%s", status, out);
-	ck_assert_msg(json_balanced(out), "not one JSON object:\n%.2000s", out);
+	cli_assert_json(out, false);
 	ck_assert_msg(cli_has(out, "\"backend\":\"shm\"") && cli_has(out, "\"wakeup\":\"eventfd\"") &&
 		      cli_has(out, "\"wakeup_tests\":[\"eventfd\"]"), "%.2000s", out);
 	each_test(out, check_test);
@@ -418,8 +390,8 @@ START_TEST(capacity)
 	base[16] = "--json";
 	run(&r, base);
 	ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
-	ck_assert_msg(json_balanced(r.out) && (cli_has(r.out, "\"capacity\":16,") ||
-						cli_has(r.out, "\"capacity\":16}")),
+	cli_assert_json(r.out, false);
+	ck_assert_msg(cli_has(r.out, "\"capacity\":16,") || cli_has(r.out, "\"capacity\":16}"),
 		      "%.2000s", r.out);
 	ck_assert_int_ge(each_test(r.out, check_test), 4);
 	ck_assert_msg(find_test(r.out, "ringbus SPSC 8 B copy") &&

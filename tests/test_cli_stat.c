@@ -115,6 +115,7 @@ START_TEST(ls_empty)
 	cli_free(&r);
 	run(&r, (const char *[]){ CLI_PATH, "ls", "--socket", D.sock, "--json", NULL });
 	ck_assert_int_eq(r.status, 0);
+	cli_assert_json(r.out, false);
 	ck_assert_str_eq(r.out, "{\"channels\":[]}\n");
 	cli_free(&r);
 }
@@ -157,6 +158,7 @@ START_TEST(ls_and_stat)
 
 	run(&r, (const char *[]){ CLI_PATH, "ls", "-s", D.sock, "-j", NULL });
 	ck_assert_int_eq(r.status, 0);
+	cli_assert_json(r.out, false);
 	ck_assert_msg(cli_has(r.out, "{\"name\":\"sensors.imu\",\"id\":"), "%s", r.out);
 	ck_assert_msg(cli_has(r.out, "\"kind\":\"mpmc\""), "%s", r.out);
 	ck_assert_msg(cli_has(r.out, "\"mode\":\"0640\""), "%s", r.out);
@@ -177,6 +179,7 @@ START_TEST(ls_and_stat)
 	run(&r, (const char *[]){ CLI_PATH, "stat", "-s", D.sock, "--json", "sensors.imu",
 				  NULL });
 	ck_assert_int_eq(r.status, 0);
+	cli_assert_json(r.out, false);
 	ck_assert_msg(cli_has(r.out, "\"fill\":3,\"messages_in\":3,\"messages_out\":0"),
 		      "%s", r.out);
 	snprintf(want, sizeof(want), "{\"pid\":%d,\"uid\":%u,\"role\":\"producer\"}",
@@ -190,6 +193,7 @@ START_TEST(ls_and_stat)
 	run(&r, (const char *[]){ CLI_PATH, "stat", "-s", D.sock, "--watch", "--count", "2",
 				  "--interval", "20ms", "--json", "sensors.imu", NULL });
 	ck_assert_int_eq(r.status, 0);
+	cli_assert_json(r.out, true);
 	ck_assert_msg(cli_has(r.out, "\"fill\":8"), "%s", r.out);
 	ck_assert_ptr_nonnull(strchr(r.out, '\n'));
 	ck_assert_msg(cli_has(strchr(r.out, '\n') + 1, "\"rates\":{\"in_per_s\":0"),
@@ -285,6 +289,7 @@ START_TEST(stat_fd_and_shm)
 	ck_assert_rbus(rbus_send(p, "y", 1), 0);
 	run(&r, (const char *[]){ CLI_PATH, "stat", "--shm", shm, "--json", NULL });
 	ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+	cli_assert_json(r.out, false);
 	ck_assert_msg(cli_has(r.out, "\"kind\":\"spsc\""), "%s", r.out);
 	ck_assert_msg(cli_has(r.out, "\"fill\":1,\"messages_in\":1,\"messages_out\":0"),
 		      "%s", r.out);
@@ -341,6 +346,38 @@ START_TEST(daemon_ready_fd_closed)
 }
 END_TEST
 
+/* The JSON checker the CLI tests rely on says no where a parser would. */
+START_TEST(json_checker)
+{
+	static const char *const good[] = {
+		"{}\n", "[]\n", "0\n", "\"\"\n", " { \"a\" : [ 1 , -0.5e+3 , 2E-2 ] } \n",
+		"{\"a\":[true,false,null,{\"b\":\"x\\u00e9\\n\\\"\\\\\\/\"}]}\n",
+		"{\"s\":\"caf\xc3\xa9\"}\n",
+	};
+	static const char *const bad[] = {
+		"", "{}", "{}\n\n", "{}\nx", "{\"a\":1,}\n", "[1,]\n", "[1 2]\n",
+		"{\"a\" 1}\n", "{a:1}\n", "{\"a\":01}\n", "{\"a\":1.}\n", "{\"a\":.5}\n",
+		"{\"a\":1e}\n", "{\"a\":NaN}\n", "{\"a\":inf}\n", "{\"a\":-}\n",
+		"{\"a\":\"\t\"}\n", "{\"a\":\"\\x\"}\n", "{\"a\":\"\\u12\"}\n",
+		"{\"a\":\"x}\n", "{\"a\":tru}\n", "{\"a\":1}}\n", "{\"a\":[1}\n",
+		"{}\n{}\n",
+	};
+	char why[128];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		ck_assert_msg(cli_json_valid(good[i], false, why, sizeof(why)), "%s: %s", good[i],
+			      why);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!cli_json_valid(bad[i], false, why, sizeof(why)),
+			      "took \"%s\" for JSON", bad[i]);
+	/* JSON Lines: every line a value; a value may not span lines. */
+	ck_assert(cli_json_valid("{}\n[1]\n", true, why, sizeof(why)));
+	ck_assert(!cli_json_valid("{}\n[1,\n2]\n", true, why, sizeof(why)));
+	ck_assert(!cli_json_valid("{}\n\n", true, why, sizeof(why)));
+	ck_assert(cli_json_valid("[1,\n2]\n", false, why, sizeof(why)));
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli_stat");
@@ -348,6 +385,7 @@ static Suite *cli_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, version_and_help);
+	tcase_add_test(tc, json_checker);
 	tcase_add_test(tc, usage_errors);
 	tcase_add_test(tc, daemon_ready_fd_closed);
 	suite_add_tcase(s, tc);
