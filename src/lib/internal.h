@@ -147,9 +147,9 @@ int rbus_channel_open_token(struct rbus_region *r, enum rbus_role role,
 
 /* ring_spsc.c: give an SPSC role back (close, failed open, recovery). */
 void rbus_spsc_drop_role(struct rbus_side *side);
-/* A dead MPMC handle's intent that a recovery left for later, because a
- * live handle's intent covered some of its slots (ring_mpmc.c,
- * finish_claim()): its record's first index and count. */
+/* The part of a dead MPMC handle's intent that a recovery left for later,
+ * because only live handles' intents covered those slots (ring_mpmc.c,
+ * finish_claim()): the run of indices [first, first + count). */
 struct rbus_claim_left {
 	uint64_t first;
 	uint32_t count;
