@@ -142,7 +142,7 @@ void setup(void)
 	memset(&D, 0, sizeof(D));
 	pthread_mutex_init(&D.lock, NULL);
 	pthread_cond_init(&D.grew, NULL);
-	strcpy(D.dir, "/tmp/rbus-broker-XXXXXX");
+	snprintf(D.dir, sizeof(D.dir), "%s/rbus-broker-XXXXXX", th_tmpdir());
 	ck_assert_ptr_nonnull(mkdtemp(D.dir));
 	/* Other uids (nobody) must reach the socket. */
 	ck_assert_int_eq(chmod(D.dir, 0755), 0);

@@ -21,6 +21,7 @@
 #include <check.h>
 
 #include "cli.h"
+#include "helpers.h"
 
 extern char **environ;
 
@@ -242,7 +243,7 @@ void cli_daemon_start(struct cli_daemon *d, const char *const *extra)
 	int p[2], logfd, i = 7;
 	ssize_t n;
 
-	strcpy(d->dir, "/tmp/rbus-cli-XXXXXX");
+	snprintf(d->dir, sizeof(d->dir), "%s/rbus-cli-XXXXXX", th_tmpdir());
 	ck_assert_ptr_nonnull(mkdtemp(d->dir));
 	ck_assert_int_eq(chmod(d->dir, 0755), 0);
 	snprintf(d->sock, sizeof(d->sock), "%s/d.sock", d->dir);

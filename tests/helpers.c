@@ -4,11 +4,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -245,4 +247,45 @@ void *th_shared_alloc(size_t size)
 void th_shared_free(void *p, size_t size)
 {
 	munmap(p, size ? size : 1);
+}
+
+/* ---- the program's temporary directory ------------------------------------ */
+
+static char tmp_base[32];
+static pid_t tmp_owner;
+
+
+static int tmp_remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	remove(path);
+	return 0;       /* go on whatever one removal did */
+}
+
+/* Only the process that made it: a forked test that exits normally runs
+ * this too, and must leave the directory to the others. */
+static void tmp_remove(void)
+{
+	if (tmp_owner == getpid())
+		nftw(tmp_base, tmp_remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void th_tmpdir_init(void)
+{
+	strcpy(tmp_base, "/tmp/rbus-test-XXXXXX");
+	if (!mkdtemp(tmp_base)) {
+		tmp_base[0] = 0;
+		return;
+	}
+	if (chmod(tmp_base, 0755) < 0 || atexit(tmp_remove)) {
+		rmdir(tmp_base);
+		tmp_base[0] = 0;
+		return;
+	}
+	tmp_owner = getpid();
+}
+
+const char *th_tmpdir(void)
+{
+	return tmp_base[0] ? tmp_base : "/tmp";
 }

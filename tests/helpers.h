@@ -85,6 +85,16 @@ pid_t th_fork(int (*fn)(void *), void *arg);
 void th_wait_ok(pid_t pid);
 /* Pin the calling thread to cpu (mod the CPUs online); ignores errors. */
 void th_pin(int cpu);
+/* A directory of this test program's own under /tmp, made by
+ * th_tmpdir_init() in main() before the tests run, and removed with
+ * everything in it when the main process exits: Check runs each test in a
+ * forked child that ends with _exit() when an assertion fails, so a test's
+ * own cleanup does not run then, and without this its directories (a
+ * private ringbusd's socket and lock) outlived the run.  Mode 0755, for
+ * tests that run clients as another uid.  th_tmpdir() is "/tmp" without
+ * th_tmpdir_init(), or if the directory could not be made. */
+void th_tmpdir_init(void);
+const char *th_tmpdir(void);
 /* Anonymous MAP_SHARED memory, zeroed, visible to forked children. */
 void *th_shared_alloc(size_t size);
 void th_shared_free(void *p, size_t size);

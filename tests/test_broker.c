@@ -1576,6 +1576,7 @@ int main(void)
 	SRunner *sr = srunner_create(broker_suite());
 	int failed;
 
+	th_tmpdir_init();
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -510,6 +510,7 @@ int main(void)
 	SRunner *sr = srunner_create(claim_window_suite());
 	int failed;
 
+	th_tmpdir_init();
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -19,6 +19,7 @@
 #include <check.h>
 
 #include "cli.h"
+#include "helpers.h"
 
 #define LIMIT 60  /* seconds any one command may take */
 
@@ -328,7 +329,7 @@ START_TEST(shm_eventfd)
 {
 	const char *argv[] = { CLI_PATH, TINY, "--backend", "shm", "--wakeup", "eventfd",
 			       "--json", NULL };
-	char path[] = "/tmp/rbus-cli-bench-XXXXXX", prefix[64];
+	char path[64], prefix[64];
 	int fd, status;
 	struct dirent *d;
 	char *out;
@@ -337,6 +338,7 @@ START_TEST(shm_eventfd)
 
 	if (!two_cpus())
 		return;
+	snprintf(path, sizeof(path), "%s/rbus-cli-bench-XXXXXX", th_tmpdir());
 	fd = mkstemp(path);
 	ck_assert_int_ge(fd, 0);
 	/* cli_spawn, not cli_run: the shm names carry the command's pid. */
@@ -477,6 +479,7 @@ int main(void)
 	SRunner *sr = srunner_create(cli_suite());
 	int failed;
 
+	th_tmpdir_init();
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -20,6 +20,7 @@
 #include <ringbus.h>
 
 #include "cli.h"
+#include "helpers.h"
 
 #define LIMIT 60  /* seconds any one command may take: a loaded machine */
 
@@ -117,8 +118,9 @@ static bool dir_empty(const char *path, char *first, size_t len)
 START_TEST(private_broker)
 {
 	struct cli_result r;
-	char tmp[] = "/tmp/rbus-demo-test-XXXXXX", env[64], left[256];
+	char tmp[64], env[96], left[256];
 
+	snprintf(tmp, sizeof(tmp), "%s/rbus-demo-test-XXXXXX", th_tmpdir());
 	ck_assert_ptr_nonnull(mkdtemp(tmp));
 	snprintf(env, sizeof(env), "TMPDIR=%s", tmp);
 	cli_run_env((const char *[]){ CLI_PATH, "demo", "--duration", "2", NULL },
@@ -376,6 +378,7 @@ int main(void)
 	SRunner *sr = srunner_create(demo_suite());
 	int failed;
 
+	th_tmpdir_init();
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -25,6 +25,7 @@
 #include <ringbus.h>
 
 #include "cli.h"
+#include "helpers.h"
 
 #define LIMIT 30  /* seconds any one command may take */
 
@@ -634,6 +635,7 @@ int main(void)
 	SRunner *sr = srunner_create(pubsub_suite());
 	int failed;
 
+	th_tmpdir_init();
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -304,8 +304,11 @@ START_TEST(stat_fd_and_shm)
 	ck_assert_msg(cli_has(r.err, shm), "%s", r.err);
 	cli_free(&r);
 	{
-		char junk[] = "/tmp/rbus-cli-junk-XXXXXX", cmd[160], page[8192];
-		int fd = mkstemp(junk);
+		char junk[64], cmd[192], page[8192];
+		int fd;
+
+		snprintf(junk, sizeof(junk), "%s/rbus-cli-junk-XXXXXX", th_tmpdir());
+		fd = mkstemp(junk);
 
 		ck_assert_int_ge(fd, 0);
 		memset(page, 'x', sizeof(page));
@@ -410,6 +413,7 @@ int main(void)
 	SRunner *sr = srunner_create(cli_suite());
 	int failed;
 
+	th_tmpdir_init();
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

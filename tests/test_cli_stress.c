@@ -19,6 +19,7 @@
 #include <check.h>
 
 #include "cli.h"
+#include "helpers.h"
 
 #define LIMIT 60           /* seconds any one run may take */
 #define DETECTOR_LIMIT 90  /* the detector's own bound is 60 s */
@@ -324,6 +325,7 @@ int main(void)
 	tcase_add_loop_test(tc, detector_options_pass_with_recheck, 0, 4);
 	suite_add_tcase(s, tc);
 
+	th_tmpdir_init();
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
