@@ -366,6 +366,34 @@ static void json_ws(struct json_in *in, bool newline_ok)
 
 static bool json_value(struct json_in *in, bool nl);
 
+/* The UTF-8 sequence at in->p (a lead byte >= 0x80): leaves in->p on its
+ * last byte. */
+static bool json_utf8(struct json_in *in)
+{
+	const unsigned char *u = (const unsigned char *)in->p;
+	unsigned n, cp;
+
+	if (u[0] >= 0xc2 && u[0] <= 0xdf)
+		n = 1, cp = u[0] & 0x1f;
+	else if (u[0] >= 0xe0 && u[0] <= 0xef)
+		n = 2, cp = u[0] & 0x0f;
+	else if (u[0] >= 0xf0 && u[0] <= 0xf4)
+		n = 3, cp = u[0] & 0x07;
+	else
+		return json_fail(in, "a byte that starts no UTF-8 sequence");
+	for (unsigned i = 1; i <= n; i++) {
+		if ((u[i] & 0xc0) != 0x80)  /* a NUL ends it here too */
+			return json_fail(in, "a UTF-8 sequence cut short");
+		cp = cp << 6 | (u[i] & 0x3f);
+	}
+	if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+		return json_fail(in, "an overlong or out-of-range UTF-8 sequence");
+	if (cp >= 0xd800 && cp <= 0xdfff)
+		return json_fail(in, "a UTF-16 surrogate in UTF-8");
+	in->p += n;
+	return true;
+}
+
 static bool json_string(struct json_in *in)
 {
 	if (*in->p != '"')
@@ -377,6 +405,11 @@ static bool json_string(struct json_in *in)
 			return json_fail(in, "the string does not end");
 		if (c < 0x20)
 			return json_fail(in, "a control character in a string");
+		if (c >= 0x80) {
+			if (!json_utf8(in))
+				return false;
+			continue;
+		}
 		if (c != '\\')
 			continue;
 		c = (unsigned char)*++in->p;
@@ -441,8 +474,9 @@ static bool json_compound(struct json_in *in, bool nl)
 			if (!json_string(in))
 				return false;
 			json_ws(in, nl);
-			if (*in->p++ != ':')
+			if (*in->p != ':')
 				return json_fail(in, "':' expected after a key");
+			in->p++;
 			json_ws(in, nl);
 		}
 		if (!json_value(in, nl))
@@ -453,8 +487,9 @@ static bool json_compound(struct json_in *in, bool nl)
 			json_ws(in, nl);
 			continue;
 		}
-		if (*in->p++ != close)
+		if (*in->p != close)
 			return json_fail(in, obj ? "',' or '}' expected" : "',' or ']' expected");
+		in->p++;
 		in->depth--;
 		return true;
 	}
@@ -499,10 +534,12 @@ bool cli_json_valid(const char *s, bool lines, char *why, size_t n)
 	return ok;
 }
 
-void cli_assert_json(const char *s, bool lines)
+void cli_assert_json(const char *s, size_t len, bool lines)
 {
 	char why[128];
 
+	ck_assert_msg(strlen(s) == len, "a NUL byte in the output at byte %zu of %zu:\n%.4000s",
+		      strlen(s), len, s);
 	ck_assert_msg(cli_json_valid(s, lines, why, sizeof(why)), "not %s: %s:\n%.4000s",
 		      lines ? "JSON Lines" : "one JSON value", why, s);
 }

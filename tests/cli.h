@@ -75,11 +75,13 @@ bool cli_has(const char *hay, const char *needle);
 /* Is @s exactly JSON text as RFC 8259 has it: one value per line with
  * @lines (JSON Lines: each line one value, every line ended by a newline),
  * else one value then one newline?  Strict: no control characters in
- * strings, no leading zeros, no NaN or Infinity, no trailing commas, no
+ * strings, no leading zeros, no NaN or Infinity, no trailing commas, text
+ * in UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF), no
  * bytes after the last newline.  On false, @why (@n bytes) says where and
  * what. */
 bool cli_json_valid(const char *s, bool lines, char *why, size_t n);
-/* Fail the test unless cli_json_valid(@s, @lines). */
-void cli_assert_json(const char *s, bool lines);
+/* Fail the test unless the @len bytes at @s hold no NUL and
+ * cli_json_valid(@s, @lines). */
+void cli_assert_json(const char *s, size_t len, bool lines);
 
 #endif /* RINGBUS_TEST_CLI_H */

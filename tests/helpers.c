@@ -277,7 +277,8 @@ void th_tmpdir_init(void)
 		tmp_base[0] = 0;
 		return;
 	}
-	if (chmod(tmp_base, 0755) < 0 || atexit(tmp_remove)) {
+	if (chmod(tmp_base, 0755) < 0 || atexit(tmp_remove) ||
+	    setenv("TMPDIR", tmp_base, 1) < 0) {
 		rmdir(tmp_base);
 		tmp_base[0] = 0;
 		return;

@@ -91,7 +91,9 @@ void th_pin(int cpu);
  * forked child that ends with _exit() when an assertion fails, so a test's
  * own cleanup does not run then, and without this its directories (a
  * private ringbusd's socket and lock) outlived the run.  Mode 0755, for
- * tests that run clients as another uid.  th_tmpdir() is "/tmp" without
+ * tests that run clients as another uid.  TMPDIR names it too, for the
+ * commands the tests run (ringbus demo makes its private broker's
+ * directory there).  th_tmpdir() is "/tmp" without
  * th_tmpdir_init(), or if the directory could not be made. */
 void th_tmpdir_init(void);
 const char *th_tmpdir(void);

@@ -146,7 +146,7 @@ START_TEST(json_tiny)
 	ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
 	ck_assert_msg(r.err_len == 0, "stderr is not empty (no terminal):\n%s", r.err);
 	ck_assert_msg(r.out[0] == '{', "not a JSON object:\n%.2000s", r.out);
-	cli_assert_json(r.out, false);
+	cli_assert_json(r.out, r.out_len, false);
 	for (const char *const *k = (const char *[]){ "\"command\":\"bench\"", "\"machine\":{",
 			"\"kernel\":", "\"cpu_model\":", "\"parameters\":{",
 			"\"kinds\":[\"spsc\"]", "\"sizes\":[64]", "\"backend\":\"memfd\"",
@@ -330,6 +330,7 @@ START_TEST(shm_eventfd)
 	const char *argv[] = { CLI_PATH, TINY, "--backend", "shm", "--wakeup", "eventfd",
 			       "--json", NULL };
 	char path[64], prefix[64];
+	size_t out_len;
 	int fd, status;
 	struct dirent *d;
 	char *out;
@@ -345,10 +346,10 @@ START_TEST(shm_eventfd)
 	pid = cli_spawn(argv, -1, fd, STDERR_FILENO);
 	status = cli_wait(pid, LIMIT);
 	close(fd);
-	out = cli_slurp(path, NULL);
+	out = cli_slurp(path, &out_len);
 	unlink(path);
 	ck_assert_msg(status == 0, "exit %d; stdout:\n%s", status, out);
-	cli_assert_json(out, false);
+	cli_assert_json(out, out_len, false);
 	ck_assert_msg(cli_has(out, "\"backend\":\"shm\"") && cli_has(out, "\"wakeup\":\"eventfd\"") &&
 		      cli_has(out, "\"wakeup_tests\":[\"eventfd\"]"), "%.2000s", out);
 	each_test(out, check_test);
@@ -392,7 +393,7 @@ START_TEST(capacity)
 	base[16] = "--json";
 	run(&r, base);
 	ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
-	cli_assert_json(r.out, false);
+	cli_assert_json(r.out, r.out_len, false);
 	ck_assert_msg(cli_has(r.out, "\"capacity\":16,") || cli_has(r.out, "\"capacity\":16}"),
 		      "%.2000s", r.out);
 	ck_assert_int_ge(each_test(r.out, check_test), 4);

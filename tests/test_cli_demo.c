@@ -158,7 +158,7 @@ START_TEST(json_at_rate)
 				  "--json", NULL });
 	ck_assert_msg(r.status == 0, "exit %d; stdout:\n%s\nstderr:\n%s", r.status, r.out,
 		      r.err);
-	cli_assert_json(r.out, false);
+	cli_assert_json(r.out, r.out_len, false);
 	ck_assert_msg(!strcmp(r.err, ""), "stderr:\n%s", r.err);
 	/* One object on one line, and nothing else. */
 	ck_assert_msg(r.out[0] == '{' && r.out_len > 2 && r.out[r.out_len - 2] == '}' &&
@@ -201,7 +201,7 @@ START_TEST(given_broker)
 				  "--json", NULL });
 	ck_assert_msg(r.status == 0, "exit %d; stdout:\n%s\nstderr:\n%s", r.status, r.out,
 		      r.err);
-	cli_assert_json(r.out, false);
+	cli_assert_json(r.out, r.out_len, false);
 	ck_assert_msg(cli_has(r.out, "\"private_broker\":false"), "%s", r.out);
 	ck_assert_msg(cli_has(r.out, d.sock), "socket not named:\n%s", r.out);
 	ck_assert_msg(!strcmp(r.err, ""), "stderr:\n%s", r.err);

@@ -115,7 +115,7 @@ START_TEST(ls_empty)
 	cli_free(&r);
 	run(&r, (const char *[]){ CLI_PATH, "ls", "--socket", D.sock, "--json", NULL });
 	ck_assert_int_eq(r.status, 0);
-	cli_assert_json(r.out, false);
+	cli_assert_json(r.out, r.out_len, false);
 	ck_assert_str_eq(r.out, "{\"channels\":[]}\n");
 	cli_free(&r);
 }
@@ -158,7 +158,7 @@ START_TEST(ls_and_stat)
 
 	run(&r, (const char *[]){ CLI_PATH, "ls", "-s", D.sock, "-j", NULL });
 	ck_assert_int_eq(r.status, 0);
-	cli_assert_json(r.out, false);
+	cli_assert_json(r.out, r.out_len, false);
 	ck_assert_msg(cli_has(r.out, "{\"name\":\"sensors.imu\",\"id\":"), "%s", r.out);
 	ck_assert_msg(cli_has(r.out, "\"kind\":\"mpmc\""), "%s", r.out);
 	ck_assert_msg(cli_has(r.out, "\"mode\":\"0640\""), "%s", r.out);
@@ -179,7 +179,7 @@ START_TEST(ls_and_stat)
 	run(&r, (const char *[]){ CLI_PATH, "stat", "-s", D.sock, "--json", "sensors.imu",
 				  NULL });
 	ck_assert_int_eq(r.status, 0);
-	cli_assert_json(r.out, false);
+	cli_assert_json(r.out, r.out_len, false);
 	ck_assert_msg(cli_has(r.out, "\"fill\":3,\"messages_in\":3,\"messages_out\":0"),
 		      "%s", r.out);
 	snprintf(want, sizeof(want), "{\"pid\":%d,\"uid\":%u,\"role\":\"producer\"}",
@@ -193,7 +193,7 @@ START_TEST(ls_and_stat)
 	run(&r, (const char *[]){ CLI_PATH, "stat", "-s", D.sock, "--watch", "--count", "2",
 				  "--interval", "20ms", "--json", "sensors.imu", NULL });
 	ck_assert_int_eq(r.status, 0);
-	cli_assert_json(r.out, true);
+	cli_assert_json(r.out, r.out_len, true);
 	ck_assert_msg(cli_has(r.out, "\"fill\":8"), "%s", r.out);
 	ck_assert_ptr_nonnull(strchr(r.out, '\n'));
 	ck_assert_msg(cli_has(strchr(r.out, '\n') + 1, "\"rates\":{\"in_per_s\":0"),
@@ -289,7 +289,7 @@ START_TEST(stat_fd_and_shm)
 	ck_assert_rbus(rbus_send(p, "y", 1), 0);
 	run(&r, (const char *[]){ CLI_PATH, "stat", "--shm", shm, "--json", NULL });
 	ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
-	cli_assert_json(r.out, false);
+	cli_assert_json(r.out, r.out_len, false);
 	ck_assert_msg(cli_has(r.out, "\"kind\":\"spsc\""), "%s", r.out);
 	ck_assert_msg(cli_has(r.out, "\"fill\":1,\"messages_in\":1,\"messages_out\":0"),
 		      "%s", r.out);
@@ -334,15 +334,15 @@ END_TEST
 START_TEST(daemon_ready_fd_closed)
 {
 	struct cli_result r;
+	char sock[96];
 
-	run(&r, (const char *[]){ CLI_DAEMON_PATH, "--socket", "/tmp/unused.sock",
-				  "--ready-fd", "99", NULL });
+	snprintf(sock, sizeof(sock), "%s/unused.sock", th_tmpdir());
+	run(&r, (const char *[]){ CLI_DAEMON_PATH, "--socket", sock, "--ready-fd", "99", NULL });
 	ck_assert_int_eq(r.status, 2);
 	ck_assert_msg(cli_has(r.err, "--ready-fd 99: Bad file descriptor"), "%s", r.err);
 	cli_free(&r);
 	/* Nor a standard stream, which it would close. */
-	run(&r, (const char *[]){ CLI_DAEMON_PATH, "--socket", "/tmp/unused.sock",
-				  "--ready-fd", "2", NULL });
+	run(&r, (const char *[]){ CLI_DAEMON_PATH, "--socket", sock, "--ready-fd", "2", NULL });
 	ck_assert_int_eq(r.status, 2);
 	ck_assert_msg(cli_has(r.err, "invalid value '2' for --ready-fd"), "%s", r.err);
 	cli_free(&r);
@@ -355,7 +355,8 @@ START_TEST(json_checker)
 	static const char *const good[] = {
 		"{}\n", "[]\n", "0\n", "\"\"\n", " { \"a\" : [ 1 , -0.5e+3 , 2E-2 ] } \n",
 		"{\"a\":[true,false,null,{\"b\":\"x\\u00e9\\n\\\"\\\\\\/\"}]}\n",
-		"{\"s\":\"caf\xc3\xa9\"}\n",
+		"{\"s\":\"caf\xc3\xa9\"}\n", "\"\xe2\x82\xac \xf0\x9f\x98\x80\"\n", "-0\n",
+		"0.0e-0\n", "1E+2\n",
 	};
 	static const char *const bad[] = {
 		"", "{}", "{}\n\n", "{}\nx", "{\"a\":1,}\n", "[1,]\n", "[1 2]\n",
@@ -363,7 +364,9 @@ START_TEST(json_checker)
 		"{\"a\":1e}\n", "{\"a\":NaN}\n", "{\"a\":inf}\n", "{\"a\":-}\n",
 		"{\"a\":\"\t\"}\n", "{\"a\":\"\\x\"}\n", "{\"a\":\"\\u12\"}\n",
 		"{\"a\":\"x}\n", "{\"a\":tru}\n", "{\"a\":1}}\n", "{\"a\":[1}\n",
-		"{}\n{}\n",
+		"{}\n{}\n", "\"\\\"\n", "\"\\u00\"\n", "-01\n", "+1\n",
+		"\"\xff\"\n", "\"\xc0\xaf\"\n", "\"\xe2\x82\"\n", "\"\xed\xa0\x80\"\n",
+		"\"\xf4\x90\x80\x80\"\n",
 	};
 	char why[128];
 
@@ -373,6 +376,16 @@ START_TEST(json_checker)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		ck_assert_msg(!cli_json_valid(bad[i], false, why, sizeof(why)),
 			      "took \"%s\" for JSON", bad[i]);
+	/* Nesting: 64 levels pass, 65 do not. */
+	for (int d = 64; d <= 65; d++) {
+		char deep[2 * 65 + 2];
+
+		memset(deep, '[', (size_t)d);
+		memset(deep + d, ']', (size_t)d);
+		deep[2 * d] = '\n';
+		deep[2 * d + 1] = 0;
+		ck_assert_int_eq(cli_json_valid(deep, false, why, sizeof(why)), d == 64);
+	}
 	/* JSON Lines: every line a value; a value may not span lines. */
 	ck_assert(cli_json_valid("{}\n[1]\n", true, why, sizeof(why)));
 	ck_assert(!cli_json_valid("{}\n[1,\n2]\n", true, why, sizeof(why)));

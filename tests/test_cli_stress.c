@@ -54,7 +54,7 @@ static unsigned count_of(const char *hay, const char *needle)
 static void assert_clean(const struct cli_result *r)
 {
 	ck_assert_msg(r->status == 0, "exit %d; stdout:\n%s\nstderr:\n%s", r->status, r->out, r->err);
-	cli_assert_json(r->out, false);
+	cli_assert_json(r->out, r->out_len, false);
 	ck_assert_uint_eq(jnum(r, "stalls"), 0);
 	ck_assert_uint_eq(jnum(r, "lost"), 0);
 	ck_assert_uint_eq(jnum(r, "duplicated"), 0);
