@@ -254,7 +254,6 @@ void th_shared_free(void *p, size_t size)
 static char tmp_base[32];
 static pid_t tmp_owner;
 
-
 static int tmp_remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st, (void)flag, (void)ftw;
