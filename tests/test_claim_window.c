@@ -462,6 +462,83 @@ START_TEST(live_intent_that_won_left_alone)
 }
 END_TEST
 
+/* ---- the retry's arithmetic, without a daemon ------------------------------ */
+
+/* The recovery and its retry called in-process on a ring whose records the
+ * test writes: a dead intent over [0, 8), whose CAS won (the tail is 8); a
+ * live intent over [5, 7) and a live held record over [6, 9).  The recovery
+ * finishes 0-4, leaves 5 for later (only an intent covers it) and 6-7 for
+ * good (held), and hands back the span of the intent that held records do
+ * not wholly cover, [5, 7).  A retry while the intent stands says "later"
+ * again; one after the side was marked unrecorded says "never"; one after
+ * the intent was cleared finishes 5 and leaves 6 and 7.  (The daemon's
+ * timer and list are what stale_live_intent_retried covers.) */
+START_TEST(retry_narrows_and_stops)
+{
+	struct rbus_region_opts o;
+	struct rbus_region *r;
+	struct rbus_channel *dead, *live, *held;
+	struct rbus_claim_left left[RBUS_SIDE_LEASES], keep;
+	struct iovec iov[8];
+	unsigned nleft;
+	uint32_t stamp[8], len;
+
+	rbus_region_opts_init(&o);
+	o.kind = RBUS_KIND_MPMC;
+	o.capacity = 16;
+	ck_assert_rbus(rbus_region_create(&o, &r), 0);
+	ck_assert_rbus(rbus_channel_open_token(r, RBUS_PRODUCER, 0, 2, &dead), 0);
+	ck_assert_rbus(rbus_channel_open_token(r, RBUS_PRODUCER, 0, 3, &live), 0);
+	ck_assert_rbus(rbus_channel_open_token(r, RBUS_PRODUCER, 0, 4, &held), 0);
+	ck_assert_rbus(rbus_reserve_batch(dead, iov, 8), 8);
+	atomic_store(&dead->claim->count, 8);                  /* not marked */
+	atomic_store(&live->claim->first, 5);
+	atomic_store(&live->claim->count, 2);
+	atomic_store(&held->claim->first, 6);
+	atomic_store(&held->claim->count, 3 | RBUS_CLAIM_HELD);
+
+	ck_assert_int_eq(rbus_region_recover(r, RBUS_PRODUCER, 2, left, &nleft), 1);
+	ck_assert_uint_eq(nleft, 1);
+	ck_assert_uint_eq(left[0].first, 5);
+	ck_assert_uint_eq(left[0].count, 2);
+	for (int i = 0; i < 8; i++)
+		stamp[i] = atomic_load(&slot_of(held, (uint64_t)i)->stamp);
+	for (int i = 0; i < 5; i++) {
+		len = atomic_load(&slot_of(held, (uint64_t)i)->len);
+		ck_assert_uint_eq(stamp[i], (uint32_t)i + 1);
+		ck_assert_uint_eq(len, RBUS_SLOT_SKIP);
+	}
+	for (int i = 5; i < 8; i++)
+		ck_assert_uint_eq(stamp[i], (uint32_t)i);
+
+	keep = left[0];
+	ck_assert_int_eq(rbus_region_retry_intent(r, RBUS_PRODUCER, &left[0]), 1);
+	ck_assert_uint_eq(left[0].first, 5);
+	ck_assert_uint_eq(left[0].count, 2);
+	atomic_store(&r->prod->unrecorded, 1);
+	ck_assert_int_eq(rbus_region_retry_intent(r, RBUS_PRODUCER, &left[0]), 2);
+	stamp[5] = atomic_load(&slot_of(held, 5)->stamp);
+	ck_assert_uint_eq(stamp[5], 5);
+	atomic_store(&r->prod->unrecorded, 0);
+
+	atomic_store(&live->claim->count, 0);                  /* its CAS lost */
+	left[0] = keep;
+	ck_assert_int_eq(rbus_region_retry_intent(r, RBUS_PRODUCER, &left[0]), 0);
+	for (int i = 5; i < 8; i++)
+		stamp[i] = atomic_load(&slot_of(held, (uint64_t)i)->stamp);
+	len = atomic_load(&slot_of(held, 5)->len);
+	ck_assert_uint_eq(stamp[5], 6);
+	ck_assert_uint_eq(len, RBUS_SLOT_SKIP);
+	ck_assert_uint_eq(stamp[6], 6);
+	ck_assert_uint_eq(stamp[7], 7);
+	/* A role that is neither. */
+	ck_assert_int_eq(rbus_region_retry_intent(r, (enum rbus_role)0, &left[0]), -EINVAL);
+	/* The handles go with the process: the recovery took the dead one's
+	 * count and lease already, and the records are the test's. */
+	rbus_region_close(r);
+}
+END_TEST
+
 /* Where the library cannot tell a forked child from the process that
  * opened a handle (no MADV_WIPEONFORK), a child would note its claims in the
  * parent's record, and no record could be taken for the whole truth: the
@@ -500,6 +577,7 @@ static Suite *claim_window_suite(void)
 	tcase_add_test(tc, partial_cover_finishes_the_gap);
 	tcase_add_test(tc, stale_live_intent_retried);
 	tcase_add_test(tc, live_intent_that_won_left_alone);
+	tcase_add_test(tc, retry_narrows_and_stops);
 	tcase_add_test(tc, no_wipeonfork_no_intents);
 	suite_add_tcase(s, tc);
 	return s;
