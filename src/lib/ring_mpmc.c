@@ -802,6 +802,8 @@ static enum claim_result finish_claim(struct rbus_region *r, enum rbus_role role
 		tail = atomic_load_explicit(&r->prod->index, memory_order_acquire);
 		if (tail - head <= cap)
 			break;
+		/* Relaxed: only whether head moved matters; a moved head is
+		 * loaded again above, with A7. */
 		if (atomic_load_explicit(&r->cons->index, memory_order_relaxed) == head ||
 		    tries == RBUS_CAS_RETRIES)
 			return CLAIM_UNKNOWABLE;
@@ -956,7 +958,8 @@ int rbus_mpmc_retry_intent(struct rbus_region *r, enum rbus_role role,
 	/* Its lease entry was cleared at the recovery: token 0 names no
 	 * entry, so every record with a token is looked at. */
 	*finished = 0;
-	switch (finish_claim(r, role, left->first, left->count & ~RBUS_CLAIM_HELD, 0, &budget,
+	/* A run is never marked held (at most capacity): an intent. */
+	switch (finish_claim(r, role, left->first, left->count, 0, &budget,
 			     finished, &rest)) {
 	case CLAIM_LATER:
 		*left = rest;
