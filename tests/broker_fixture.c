@@ -93,7 +93,8 @@ size_t log_len(void)
 /* Start ringbusd on D.sock with @extra options; returns once it listens. */
 void daemon_start_args(const char *const *extra)
 {
-	const char *argv[24] = { DAEMON_PATH, "--socket", D.sock, "--log-level", "debug" };
+	const char *path = D.path ? D.path : DAEMON_PATH;
+	const char *argv[24] = { path, "--socket", D.sock, "--log-level", "debug" };
 	int p[2], i = 5;
 	size_t from = log_len();
 
@@ -105,7 +106,7 @@ void daemon_start_args(const char *const *extra)
 	ck_assert_int_ge(D.pid, 0);
 	if (D.pid == 0) {
 		dup2(p[1], STDERR_FILENO);
-		execv(DAEMON_PATH, (char *const *)argv);
+		execv(path, (char *const *)argv);
 		_exit(127);
 	}
 	close(p[1]);

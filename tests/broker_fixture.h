@@ -17,8 +17,11 @@
 #error "RBUS_BUILDDIR must name the build directory"
 #endif
 #define DAEMON_PATH RBUS_BUILDDIR "/src/daemon/ringbusd"
+/* The same daemon with its test hooks (src/daemon/maker.c). */
+#define DAEMON_HOOKS_PATH RBUS_BUILDDIR "/tests/ringbusd-hooks"
 
 struct daemon {
+	const char *path;           /* the program, NULL: DAEMON_PATH */
 	pid_t pid;
 	char dir[64];
 	char sock[96];

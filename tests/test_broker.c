@@ -1522,6 +1522,288 @@ START_TEST(closed_handles_forgotten)
 }
 END_TEST
 
+/* --- CREATEs made in the background (src/daemon/maker.c) ---------------- */
+
+/* Regions of the default geometry (1024 slots of 264 bytes, ~271 KB): one
+ * fits in this total, two do not. */
+#define MAKER_TOTAL "400000"
+
+/* A request on a connection of its own, in a thread, so that the test can
+ * pass the gate (below) while it waits for its reply. */
+struct bg_req {
+	pthread_t thread;
+	char op;                     /* 'c' CREATE, 'o' OPEN consumer, 's' STAT,
+					'u' UNLINK */
+	char name[32];
+	uint32_t flags;              /* of a CREATE */
+	_Atomic int ret;             /* 1 until the call returns */
+};
+
+static void *bg_main(void *arg)
+{
+	struct bg_req *a = arg;
+	struct rbus_broker_create_opts o;
+	struct rbus_broker_stat st;
+	struct rbus_channel *ch = NULL;
+	struct rbus_broker *b = NULL;
+	int r;
+
+	rbus_broker_create_opts_init(&o);
+	o.flags = a->flags;
+	r = rbus_broker_connect(D.sock, &b);
+	if (!r) {
+		if (a->op == 'c')
+			r = rbus_broker_create(b, a->name, &o, NULL);
+		else if (a->op == 'o')
+			r = rbus_broker_open(b, a->name, RBUS_CONSUMER, 0, &ch);
+		else if (a->op == 's')
+			r = rbus_broker_stat(b, a->name, &st);
+		else
+			r = rbus_broker_unlink(b, a->name);
+		rbus_channel_close(ch);
+		rbus_broker_close(b);
+	}
+	atomic_store(&a->ret, r);
+	return NULL;
+}
+
+static void bg_start(struct bg_req *a, char op, const char *name, uint32_t flags)
+{
+	a->op = op;
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	a->flags = flags;
+	a->ret = 1;
+	ck_assert_int_eq(pthread_create(&a->thread, NULL, bg_main, a), 0);
+}
+
+static int bg_join(struct bg_req *a)
+{
+	ck_assert_int_eq(pthread_join(a->thread, NULL), 0);
+	return a->ret;
+}
+
+static char gate[128];
+
+/* Restart the daemon as the hooks build, whose maker thread holds each
+ * CREATE before making its region until a byte passes the FIFO `gate`,
+ * with --max-total-size @total and --max-client-channels @nchan. */
+static void maker_daemon_n(const char *total, const char *nchan)
+{
+	const char *const opts[] = {
+		"--max-total-size", total, "--max-client-channels", nchan, NULL
+	};
+
+	ck_assert_int_eq(daemon_stop(SIGTERM), 0);
+	snprintf(gate, sizeof(gate), "%s/gate", D.dir);
+	ck_assert_int_eq(mkfifo(gate, 0600), 0);
+	ck_assert_int_eq(setenv("RINGBUSD_TEST_CREATE_GATE", gate, 1), 0);
+	D.path = DAEMON_HOOKS_PATH;
+	daemon_start_args(opts);
+}
+
+static void maker_daemon(void)
+{
+	maker_daemon_n(MAKER_TOTAL, "1024");
+}
+
+/* Let one held CREATE through: the open waits for the maker to open its
+ * end, which it does only with a job in hand. */
+static void gate_pass(void)
+{
+	int fd = open(gate, O_WRONLY | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "g", 1), 1);
+	close(fd);
+}
+
+static void maker_teardown(void)
+{
+	/* A failed test may have left a CREATE at the gate, which the
+	 * daemon's SIGTERM would wait for: let it through.  The open fails
+	 * (ENXIO) when no maker is at the gate. */
+	int fd = open(gate, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd >= 0) {
+		ck_assert_int_eq(write(fd, "g", 1), 1);
+		close(fd);
+	}
+	teardown();
+	unlink(gate);
+	unsetenv("RINGBUSD_TEST_CREATE_GATE");
+}
+
+/*
+ * While a CREATE's region is being made, the daemon answers everyone
+ * else, and the region's bytes count against the total (-EDQUOT).  The
+ * requests that name the channel wait for the CREATE's answer and then
+ * see its outcome: a second CREATE gets -EEXIST, an OPEN a handle.  Before
+ * maker.c, the first request after the held CREATE was never answered:
+ * the daemon made regions on its one thread.  With the name only reserved,
+ * an OPEN of it got -ENOENT while a CREATE got -EEXIST, and `ringbus pub`
+ * and `ringbus sub` racing to make a channel gave up (test_cli_pubsub's
+ * yes_head).
+ */
+START_TEST(create_held_others_served)
+{
+	struct bg_req held, create2, open1, stat1;
+	struct rbus_broker_stat st;
+	struct rbus_channel *ch = NULL;
+	struct rbus_broker *b;
+
+	maker_daemon();
+	bg_start(&held, 'c', "held", RBUS_BROKER_PERSISTENT);
+	wait_log("CREATE of held held at the test gate");
+	b = conn();
+	ck_assert_int_eq(listed(b, "held"), 0);
+	ck_assert_rbus(rbus_broker_stat(b, "elsewhere", &st), -ENOENT);
+	ck_assert_rbus(rbus_broker_open(b, "elsewhere", RBUS_CONSUMER, 0, &ch), -ENOENT);
+	ck_assert_rbus(rbus_broker_create(b, "other", NULL, NULL), -EDQUOT);
+	bg_start(&create2, 'c', "held", 0);
+	bg_start(&open1, 'o', "held", 0);
+	bg_start(&stat1, 's', "held", 0);
+	wait_log_n("waits for the CREATE in flight", 0, 3);
+	ck_assert_int_eq(atomic_load(&held.ret), 1);
+	ck_assert_int_eq(atomic_load(&create2.ret), 1);
+	ck_assert_int_eq(atomic_load(&open1.ret), 1);
+	ck_assert_int_eq(atomic_load(&stat1.ret), 1);
+	gate_pass();
+	ck_assert_rbus(bg_join(&held), 0);
+	ck_assert_rbus(bg_join(&create2), -EEXIST);
+	ck_assert_rbus(bg_join(&open1), 0);
+	ck_assert_rbus(bg_join(&stat1), 0);
+	ck_assert_int_eq(listed(b, "held"), 1);
+	ck_assert_rbus(rbus_broker_stat(b, "held", &st), 0);
+	ck_assert_uint_eq(st.chan.capacity, RBUS_DEFAULT_CAPACITY);
+	/* The connections are back in the loop: a second request on one. */
+	ck_assert_rbus(rbus_broker_open(b, "held", RBUS_PRODUCER, 0, &ch), 0);
+	rbus_channel_close(ch);
+	ck_assert_rbus(rbus_broker_unlink(b, "held"), 0);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* A client that dies while its CREATE is being made gets no channel; a
+ * CREATE of the same name that waited for it then makes the channel, in
+ * the room the first one held. */
+static int create_and_wait(void *arg)
+{
+	int *pipes = arg;
+	struct rbus_broker *b = NULL;
+	struct rbus_broker_create_opts o;
+
+	rbus_broker_create_opts_init(&o);
+	o.flags = RBUS_BROKER_PERSISTENT;
+	if (rbus_broker_connect(D.sock, &b) || write(pipes[1], "c", 1) != 1)
+		return 1;
+	rbus_broker_create(b, "gone", &o, NULL);
+	return 0;
+}
+
+START_TEST(create_of_dead_client)
+{
+	struct bg_req again, open1, unlink1;
+	struct holder h;
+	struct rbus_broker *b;
+
+	maker_daemon();
+	/* The holder connects, says so, and is killed with its CREATE held. */
+	holder_start(&h, create_and_wait);
+	wait_log("CREATE of gone held at the test gate");
+	/* One after the other: waiters are asked again in the order they
+	 * came, and the OPEN and UNLINK must come first to find nothing. */
+	bg_start(&open1, 'o', "gone", 0);
+	wait_log_n("waits for the CREATE in flight", 0, 1);
+	bg_start(&unlink1, 'u', "gone", 0);
+	wait_log_n("waits for the CREATE in flight", 0, 2);
+	bg_start(&again, 'c', "gone", 0);
+	wait_log_n("waits for the CREATE in flight", 0, 3);
+	holder_kill(&h);
+	holder_end(&h);
+	gate_pass();
+	wait_log("CREATE gone refused: No such process");
+	/* The waiting OPEN and UNLINK find nothing; the CREATE is made. */
+	ck_assert_rbus(bg_join(&open1), -ENOENT);
+	ck_assert_rbus(bg_join(&unlink1), -ENOENT);
+	wait_log_n("CREATE of gone held at the test gate", 0, 2);
+	b = conn();
+	ck_assert_int_eq(listed(b, "gone"), 0);
+	gate_pass();
+	ck_assert_rbus(bg_join(&again), 0);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* A channel another process made, for open_counts_creates_in_flight:
+ * the holder connects, says so, creates "x" and waits to be killed. */
+static int create_x_and_wait(void *arg)
+{
+	int *pipes = arg;
+	struct rbus_broker *b = NULL;
+
+	if (rbus_broker_connect(D.sock, &b) || write(pipes[1], "c", 1) != 1)
+		return 1;
+	if (rbus_broker_create(b, "x", NULL, NULL))
+		return 1;
+	pause();
+	return 0;
+}
+
+/* A process's CREATEs in flight count against its channels for OPEN as
+ * for CREATE: with a limit of 2, one channel made and one being made, an
+ * OPEN of a third is refused.  Without it the process ended up using 3. */
+START_TEST(open_counts_creates_in_flight)
+{
+	struct bg_req a, b2;
+	struct rbus_channel *ch = NULL;
+	struct holder h;
+	struct rbus_broker *b;
+
+	maker_daemon_n("10000000", "2");
+	holder_start(&h, create_x_and_wait);
+	wait_log("CREATE of x held at the test gate");
+	gate_pass();
+	wait_log("created x");
+	bg_start(&a, 'c', "a", 0);
+	wait_log("CREATE of a held at the test gate");
+	gate_pass();
+	ck_assert_rbus(bg_join(&a), 0);
+	bg_start(&b2, 'c', "b", 0);
+	wait_log("CREATE of b held at the test gate");
+	b = conn();
+	ck_assert_rbus(rbus_broker_open(b, "x", RBUS_CONSUMER, 0, &ch), -EDQUOT);
+	gate_pass();
+	ck_assert_rbus(bg_join(&b2), 0);
+	/* Still two channels: "a" and "b"; "x" stays out of reach. */
+	ck_assert_rbus(rbus_broker_open(b, "x", RBUS_CONSUMER, 0, &ch), -EDQUOT);
+	rbus_broker_close(b);
+	holder_kill(&h);
+	holder_end(&h);
+}
+END_TEST
+
+/* SIGTERM while a region is being made: the daemon waits for it, makes no
+ * channel of it, drops the connection, and exits cleanly (no leak under
+ * ASan: the teardown checks the exit status). */
+START_TEST(shutdown_with_create_in_flight)
+{
+	struct bg_req late;
+	int status;
+
+	maker_daemon();
+	bg_start(&late, 'c', "late", RBUS_BROKER_PERSISTENT);
+	wait_log("CREATE of late held at the test gate");
+	ck_assert_int_eq(kill(D.pid, SIGTERM), 0);
+	wait_log("waiting for the region of the CREATE of late to be made");
+	gate_pass();
+	wait_log("CREATE of late dropped at shutdown");
+	ck_assert_rbus(bg_join(&late), -ECONNRESET);
+	status = daemon_stop(SIGTERM);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "ringbusd ended with status 0x%x", status);
+}
+END_TEST
+
 static Suite *broker_suite(void)
 {
 	Suite *s = suite_create("broker");
@@ -1552,6 +1834,15 @@ static Suite *broker_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, malformed_corpus, 0, (int)(sizeof(corpus) / sizeof(corpus[0])));
 	tcase_add_test(tc, malformed_framing);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("maker");
+	tcase_add_checked_fixture(tc, setup, maker_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, create_held_others_served);
+	tcase_add_test(tc, create_of_dead_client);
+	tcase_add_test(tc, open_counts_creates_in_flight);
+	tcase_add_test(tc, shutdown_with_create_in_flight);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("death");

@@ -175,6 +175,10 @@ void rbus_broker_create_opts_init(struct rbus_broker_create_opts *o);
  *       and the like; take roles with rbus_broker_open(), see "What
  *       recovery cannot see").  The caller counts as a user of the channel
  *       until it exits.
+ * Returns once the daemon has made the region: reserving and zeroing a
+ * large one takes seconds, and the daemon serves other clients meanwhile.
+ * A CREATE, OPEN, STAT or UNLINK of @name from anyone waits for this
+ * reply, then sees its outcome (doc/protocol.md, CREATE).
  * Returns 0, or -EINVAL (bad name or option), -EEXIST (name taken), -EPERM
  * (owner not allowed), -EFBIG (region larger than the daemon allows),
  * -ENOSPC (no memory for the region), -EDQUOT (the daemon's or this

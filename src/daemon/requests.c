@@ -7,7 +7,10 @@
  * field before acting, and answers with a negative errno otherwise.  All
  * run in the main thread, inside an RCU read-side critical section that
  * lasts until the reply is sent: a channel found here, and the region fds
- * a reply borrows from it, stay valid until then.
+ * a reply borrows from it, stay valid until then.  The one exception is
+ * the making of a CREATE's region, req_create_make(), on the maker thread
+ * (maker.c): a CREATE is checked, made there, and then linked and
+ * answered back here (req_create_finish()).
  *
  * Access, as for a file: root may do anything.  Otherwise the caller's
  * class is owner (its uid is the owner uid), else group (the owner gid is
@@ -102,12 +105,12 @@ static int create_owner(const struct peer *pe, const struct rbus_req_create *q,
 }
 
 /* Is there room for one more channel of @size bytes, in the daemon and
- * for @p?  reg_lock. */
+ * for @p?  The CREATEs in flight count as made.  reg_lock. */
 static int create_quota(const struct proc *p, uint64_t size)
 {
-	if (reg_count() >= rbusd_cfg.max_channels ||
-	    p->nuses >= rbusd_cfg.max_client_channels ||
-	    reg_bytes() + size > rbusd_cfg.max_total_size)
+	if (reg_count() + maker_count() >= rbusd_cfg.max_channels ||
+	    p->nuses + p->ncreating >= rbusd_cfg.max_client_channels ||
+	    reg_bytes() + maker_bytes() + size > rbusd_cfg.max_total_size)
 		return -EDQUOT;
 	return 0;
 }
@@ -123,36 +126,44 @@ static void create_opts(const struct rbus_req_create *q, struct rbus_region_opts
 	o->flags = (q->flags & RBUS_BROKER_HUGETLB) ? RBUS_REGION_HUGETLB : 0;
 }
 
-/* Make the region of a CREATE and the unlinked channel around it. */
-static int create_chan(const struct rbus_req_create *q,
-		       const struct rbus_region_opts *o, uint32_t uid,
-		       uint32_t gid, struct chan **out)
+void req_create_make(struct make_job *j)
 {
+	const struct rbus_req_create *q = &j->q;
+	struct rbus_region_opts o;
 	struct rbus_region_info info;
 	struct rbus_proto_chan desc = { 0 };
 	struct rbus_region *r;
-	int err;
+	int64_t t0 = rbus_now();
 
-	err = rbus_region_create(o, &r);
-	if (err)
-		return err;
+	create_opts(q, &o);
+	j->err = rbus_region_create(&o, &r);
+	j->make_ns = rbus_now() - t0;
+	if (j->err)
+		return;
 	rbus_region_info(r, &info);
 	desc.kind = q->kind;
 	desc.capacity = q->capacity;
 	desc.max_msg = q->max_msg;
 	desc.wakeup = q->wakeup;
 	desc.flags = q->flags;
-	desc.owner_uid = uid;
-	desc.owner_gid = gid;
+	desc.owner_uid = j->uid;
+	desc.owner_gid = j->gid;
 	desc.mode = q->mode;
 	desc.region_size = info.size;
 	desc.created_ns = info.created_ns;
-	*out = chan_new(q->name, r, &desc);
-	if (!*out) {
+	j->ch = chan_new(q->name, r, &desc);
+	if (!j->ch) {
 		rbus_region_close(r);
-		return -ENOMEM;
+		j->err = -ENOMEM;
 	}
-	return 0;
+}
+
+/* No channel is named @name: -ENOENT, or RBUSD_WAIT if a CREATE of it is
+ * in flight (the request is handled again once that is answered). */
+static int no_such(const char *name, struct reply *rep)
+{
+	rep->job = maker_job_of(name);
+	return rep->job ? RBUSD_WAIT : -ENOENT;
 }
 
 /* Pass @ch's region fds with the reply. */
@@ -187,10 +198,10 @@ static int create_link(struct peer *pe, struct chan *ch, struct reply *rep)
 
 int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *rep)
 {
-	struct rbus_rep_create *body = (struct rbus_rep_create *)rep->u.buf;
 	struct rbus_region_opts o;
+	struct make_job *job;
 	uint32_t uid, gid;
-	struct chan *ch;
+	uint64_t size;
 	int err;
 
 	err = create_args_ok(q);
@@ -198,35 +209,63 @@ int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *r
 		err = create_owner(pe, q, &uid, &gid);
 	if (err)
 		return err;
+	/* Only this thread links names and submits CREATEs, so a name free
+	 * now stays free until the job comes back (maker.c). */
 	if (reg_lookup(q->name))
 		return -EEXIST;
+	/* Its answer, -EEXIST or not, once the CREATE in flight has one. */
+	rep->job = maker_job_of(q->name);
+	if (rep->job)
+		return RBUSD_WAIT;
 	create_opts(q, &o);
-	if (rbus_region_size_for(&o) > rbusd_cfg.max_region_size)
+	size = rbus_region_size_for(&o);
+	if (size > rbusd_cfg.max_region_size)
 		return -EFBIG;
 	reg_lock();
-	err = create_quota(pe->proc, rbus_region_size_for(&o));
+	/* A creator gone already would cost the maker seconds for nothing. */
+	if (proc_check_dead(pe->proc)) {
+		rep->drop = true;
+		err = -ESRCH;
+	} else {
+		err = create_quota(pe->proc, size);
+	}
 	reg_unlock();
 	if (err)
 		return err;
-	/* The region is made without reg_lock (fallocate of a large one
-	 * takes a while).  Only this thread links names, so the name is
-	 * still free after; the reaper can only have freed room. */
-	err = create_chan(q, &o, uid, gid, &ch);
+	job = calloc(1, sizeof(*job));
+	if (!job)
+		return -ENOMEM;
+	job->q = *q;
+	job->uid = uid;
+	job->gid = gid;
+	job->bytes = size;
+	job->proc = pe->proc;
+	rep->job = job;
+	return RBUSD_LATER;
+}
+
+int req_create_finish(struct peer *pe, struct make_job *j, struct reply *rep)
+{
+	struct rbus_rep_create *body = (struct rbus_rep_create *)rep->u.buf;
+	int err = j->err;
+
 	if (err)
 		return err;
 	reg_lock();
-	err = create_link(pe, ch, rep);
+	err = create_link(pe, j->ch, rep);
 	if (!err) {
-		chan_describe(ch, &body->chan);
-		reply_fds(rep, ch);
+		chan_describe(j->ch, &body->chan);
+		reply_fds(rep, j->ch);
 		rep->len = sizeof(*body);
 	}
-	chan_unref(ch);
+	/* Linked, the registry and the creator hold it; if not, it goes. */
+	chan_unref(j->ch);
+	j->ch = NULL;
 	reg_unlock();
 	if (!err)
-		log_debug("pid %d (uid %u) created %s (id %llu)", (int)pe->pid,
-			  (unsigned)pe->uid, body->chan.name,
-			  (unsigned long long)body->chan.id);
+		log_debug("pid %d (uid %u) created %s (id %llu), its region made in %.3f s",
+			  (int)pe->pid, (unsigned)pe->uid, body->chan.name,
+			  (unsigned long long)body->chan.id, (double)j->make_ns / 1e9);
 	return err;
 }
 
@@ -259,7 +298,8 @@ static int open_lease(struct peer *pe, struct chan *ch, uint32_t role,
 		use_prune_leases(u, rbus_now());
 	if (p->nleases >= RBUSD_MAX_CLIENT_LEASES)
 		proc_prune_leases(p, rbus_now());
-	if ((!u && p->nuses >= rbusd_cfg.max_client_channels) ||
+	/* Its CREATEs in flight count as channels it uses (maker.c). */
+	if ((!u && p->nuses + p->ncreating >= rbusd_cfg.max_client_channels) ||
 	    p->nleases >= RBUSD_MAX_CLIENT_LEASES)
 		return -EDQUOT;
 	if (!u)
@@ -295,7 +335,7 @@ int req_open(struct peer *pe, const struct rbus_req_open *q, struct reply *rep)
 		return -EINVAL;
 	ch = reg_lookup(q->name);
 	if (!ch)
-		return -ENOENT;
+		return no_such(q->name, rep);
 	if (!may_take(pe, ch, q->role))
 		return -EACCES;
 	if (ch->desc.kind == RBUS_KIND_SPSC &&
@@ -409,7 +449,7 @@ int req_stat(struct peer *pe, const struct rbus_req_name *q, struct reply *rep)
 		return -EINVAL;
 	ch = reg_lookup(q->name);
 	if (!ch)
-		return -ENOENT;
+		return no_such(q->name, rep);
 	if (pe->uid != 0 && pe->uid != ch->desc.owner_uid &&
 	    !may_take(pe, ch, RBUS_PRODUCER) && !may_take(pe, ch, RBUS_CONSUMER))
 		return -EACCES;
@@ -435,7 +475,7 @@ int req_unlink(struct peer *pe, const struct rbus_req_name *q, struct reply *rep
 		return -EINVAL;
 	ch = reg_lookup(q->name);
 	if (!ch)
-		return -ENOENT;
+		return no_such(q->name, rep);
 	if (pe->uid != 0 && pe->uid != ch->desc.owner_uid)
 		return -EPERM;
 	reg_lock();

@@ -8,10 +8,13 @@
  *   requests.c  what each request does, and who may do it
  *   registry.c  channels: the RCU hash table by name, an RCU list by id
  *   procs.c     client processes: pidfds, leases, the reaper thread
+ *   maker.c     the regions of CREATEs, made on a thread of their own
  *
  * Threads.  The main thread accepts connections and answers requests; the
  * reaper thread waits on the pidfds of client processes and cleans up
- * after those that exit.  Both are registered RCU readers.  Lookups in the
+ * after those that exit; the maker thread makes the regions of CREATEs
+ * (it touches nothing shared but its own queues).  The main thread and
+ * the reaper are registered RCU readers.  Lookups in the
  * registry run under rcu_read_lock() alone; every change of the registry,
  * of a channel's users and leases, and of the process records is made with
  * reg_lock() held.  Nobody calls synchronize_rcu() with reg_lock() held
@@ -73,6 +76,8 @@ void rbusd_log_refused(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 /* --- the registry (registry.c) ------------------------------------------- */
 
 struct proc;
+struct make_job;
+struct conn;                     /* server.c's */
 
 /*
  * A channel.  `desc` is fixed at creation but for its producers and
@@ -169,6 +174,7 @@ struct proc {
 	unsigned nuses;
 	unsigned nleases;
 	struct use *uses;
+	unsigned ncreating;          /* its CREATEs being made (maker.c) */
 	bool dead;                   /* reaped: no more uses or leases */
 };
 
@@ -235,12 +241,32 @@ struct reply {
 	int fds[RBUS_PROTO_FDS_MAX];
 	unsigned nfds;
 	bool drop;
+	struct make_job *job;        /* RBUSD_LATER, RBUSD_WAIT: see there */
 };
 
+/* A handler's status for "answered later": rep->job is a new job for the
+ * maker thread, which server.c submits and answers when it is made. */
+#define RBUSD_LATER 2
+/* And for "asked again later": the request names the channel of CREATE
+ * rep->job, which is in flight; server.c sets the request aside and hands
+ * it to its handler again once that CREATE is answered, so that nobody
+ * sees the name taken (CREATE) but not there (OPEN, STAT, UNLINK). */
+#define RBUSD_WAIT 3
+
 /* Handle a request whose header, length and reserved fields are checked.
- * Returns 0 (rep filled) or a negative errno for the reply's status.
+ * Returns 0 (rep filled) or a negative errno for the reply's status; the
+ * handlers that take a name (CREATE, OPEN, STAT, UNLINK) return RBUSD_WAIT
+ * when a CREATE of it is in flight, and CREATE returns RBUSD_LATER with
+ * rep->job set (its region is made on the maker thread) instead of 0.
  * Runs under rcu_read_lock(). */
 int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *rep);
+/* The maker thread's part of a CREATE: make the region and the unlinked
+ * channel of @j into j->ch, or set j->err.  Touches nothing shared. */
+void req_create_make(struct make_job *j);
+/* The main thread's last part of a CREATE whose job came back from the
+ * maker: link the channel for @pe's process and fill @rep.  Returns 0 or
+ * a negative errno.  Runs under rcu_read_lock(). */
+int req_create_finish(struct peer *pe, struct make_job *j, struct reply *rep);
 int req_open(struct peer *pe, const struct rbus_req_open *q, struct reply *rep);
 int req_list(struct peer *pe, const struct rbus_req_list *q, struct reply *rep);
 int req_stat(struct peer *pe, const struct rbus_req_name *q, struct reply *rep);
@@ -248,6 +274,50 @@ int req_unlink(struct peer *pe, const struct rbus_req_name *q, struct reply *rep
 
 /* Name of a request type for the logs ("CREATE", or "type 77"). */
 const char *req_name(uint16_t type, char buf[16]);
+
+/* --- CREATEs made in the background (maker.c) -------------------------- */
+
+/* One CREATE between its checks and its reply. */
+struct make_job {
+	struct make_job *next;       /* in the maker's queue, or its done list */
+	struct make_job *inext;      /* in the list of jobs in flight */
+	/* Set by the main thread before maker_submit(): */
+	struct rbus_req_create q;    /* the request, checked */
+	uint32_t uid, gid;           /* its owner, resolved */
+	uint64_t bytes;              /* its region's size */
+	struct proc *proc;           /* the creator */
+	struct conn *conn;           /* the connection to answer on */
+	struct conn *waiters;        /* connections whose requests name this
+					channel (RBUSD_WAIT), in order */
+	struct conn **waiters_tail;  /* NULL, or where the next goes */
+	/* Set by the maker thread: */
+	struct chan *ch;             /* the channel, unlinked, or NULL */
+	int err;                     /* 0, or why it was not made */
+	int64_t make_ns;             /* how long making it took */
+};
+
+/* Start the maker thread.  *@fd is an eventfd that becomes readable when
+ * a job is done (maker_take()).  Returns 0 or a negative errno. */
+int maker_start(int *fd);
+/* Stop the thread once the job being made (if any) is done, and drop
+ * every job not answered: channels made are freed, nothing is linked.
+ * Main thread, before the connections are closed. */
+void maker_stop(void);
+/* The CREATE of @name (a valid name field) in flight, or NULL.  Main
+ * thread. */
+struct make_job *maker_job_of(const char *name);
+/* Jobs in flight and the bytes of their regions.  Main thread. */
+unsigned maker_count(void);
+uint64_t maker_bytes(void);
+/* Queue @j, whose name and room now count as taken until maker_done().
+ * reg_lock must not be held.  Main thread. */
+void maker_submit(struct make_job *j);
+/* A job the maker thread is done with, in the order submitted, or NULL.
+ * Read the eventfd first.  Main thread. */
+struct make_job *maker_take(void);
+/* Release @j's reservations and free it (j->ch must have been dealt
+ * with).  Main thread. */
+void maker_done(struct make_job *j);
 
 int server_init(const char *path);
 /* Serve until SIGTERM or SIGINT (0), or a fatal error (-errno). */

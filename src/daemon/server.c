@@ -9,6 +9,13 @@
  * length, version, HELLO first, type, exact size, zero fields, rate), and
  * answered with one datagram, sent without blocking: a client that does not
  * read its replies is disconnected rather than allowed to stall the daemon.
+ *
+ * A CREATE is answered later: its region is made on the maker thread
+ * (maker.c), whose eventfd is in the loop too.  Until then its connection
+ * is out of the loop: the client waits for that reply before it sends
+ * anything else, and every other connection is served meanwhile.  A
+ * request that names the channel of a CREATE in flight (RBUSD_WAIT) is
+ * set aside the same way and handled again once the CREATE is answered.
  */
 #include "config.h"
 
@@ -44,6 +51,9 @@ struct conn {
 	struct conn *prev, *next;
 	int fd;
 	bool hello;
+	bool waiting;           /* for a CREATE's answer; out of the loop */
+	struct conn *wnext;     /* in the waiters of a CREATE in flight */
+	void *parked;           /* a request to ask again (RBUSD_WAIT), or NULL */
 	uint64_t credit;        /* rate limit: requests * NSEC_PER_SEC */
 	uint64_t last_ns;
 	struct peer pe;
@@ -51,12 +61,14 @@ struct conn {
 
 static char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static char lock_path[sizeof(sock_path) + 8];
-static int lock_fd = -1, listen_fd = -1, sig_fd = -1, ep_fd = -1;
+static int lock_fd = -1, listen_fd = -1, sig_fd = -1, ep_fd = -1, maker_fd = -1;
 static bool bound;
 static struct conn *conns;
 static int64_t accept_paused_until;   /* ms, CLOCK_MONOTONIC; 0: accepting */
-/* epoll tags of the two fds that are not connections. */
-static char tag_listen, tag_signal;
+/* epoll tags of the fds that are not connections. */
+static char tag_listen, tag_signal, tag_maker;
+/* The reply being built: one at a time, on the main thread. */
+static struct reply answer;
 
 static uint64_t now_ns(void)
 {
@@ -205,7 +217,12 @@ int server_init(const char *path)
 		log_error("cannot set up the event loop: %s", strerror(errno));
 		return -errno;
 	}
-	return 0;
+	err = maker_start(&maker_fd);
+	if (!err)
+		err = epoll_add(maker_fd, &tag_maker);
+	if (err)
+		log_error("cannot start the thread that makes regions: %s", strerror(-err));
+	return err;
 }
 
 /* --- connections ---------------------------------------------------------- */
@@ -218,6 +235,7 @@ static void conn_drop(struct conn *c)
 	reg_lock();
 	proc_disconnect(c->pe.proc);
 	reg_unlock();
+	free(c->parked);
 	free(c->pe.groups);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -470,7 +488,8 @@ static int dispatch(struct conn *c, const void *q, uint16_t type, struct reply *
 /*
  * Check datagram @q of @n bytes (at least a header; @fds: it brought fds,
  * @trunc: it was longer than RBUS_PROTO_MSG_MAX) and hand it to its
- * handler.  Returns the reply's status, or DROP_SILENTLY.
+ * handler.  Returns the reply's status, RBUSD_LATER or RBUSD_WAIT (see
+ * ringbusd.h), or DROP_SILENTLY.
  */
 static int check_request(struct conn *c, const struct rbus_proto_hdr *h,
 			 size_t n, bool fds, bool trunc, struct reply *rep)
@@ -622,37 +641,167 @@ static unsigned close_passed_fds(struct msghdr *m)
 	return n;
 }
 
-/* Answer one received datagram.  Returns 0, or -1 if @c was dropped. */
-static int handle_datagram(struct conn *c, const struct rbus_proto_hdr *h,
-			   size_t n, bool fds, bool trunc)
+static void answer_reset(void)
 {
-	static struct reply rep;
-	int status, err = 0;
+	memset(&answer.u.r, 0, sizeof(answer.u.r));
+	answer.len = 0;
+	answer.nfds = 0;
+	answer.drop = false;
+	answer.job = NULL;
+}
 
-	memset(&rep.u.r, 0, sizeof(rep.u.r));
-	rep.len = 0;
-	rep.nfds = 0;
-	rep.drop = false;
-	/* Until the reply is sent: a channel found by the handler, whose
-	 * region's fds the reply borrows, cannot be freed before. */
-	rcu_read_lock();
-	status = check_request(c, h, n, fds, trunc, &rep);
-	if (status == DROP_SILENTLY) {
-		rbusd_log_refused("pid %d (uid %u): %s before HELLO: connection closed",
-				  (int)c->pe.pid, (unsigned)c->pe.uid,
-				  req_name(h->type, (char[16]){ 0 }));
-		rep.drop = true;
-	} else {
-		if (status < 0)
-			log_refusal(c, h, n, status, rep.drop);
-		err = send_reply(c, h, status, &rep);
-	}
-	rcu_read_unlock();
-	if (err || rep.drop) {
+/* Take @c out of the loop: it waits for a CREATE's answer. */
+static void conn_park(struct conn *c)
+{
+	if (c->waiting)
+		return;
+	epoll_ctl(ep_fd, EPOLL_CTL_DEL, c->fd, NULL);
+	c->waiting = true;
+}
+
+/* Take @c back into the loop (level-triggered: requests that came
+ * meanwhile wake it at once).  Returns 0, or -1 if @c was dropped. */
+static int conn_unpark(struct conn *c)
+{
+	if (!c->waiting)
+		return 0;
+	c->waiting = false;
+	free(c->parked);
+	c->parked = NULL;
+	if (epoll_add(c->fd, c) < 0) {
+		log_warn("pid %d (uid %u): cannot watch its connection again: %s",
+			 (int)c->pe.pid, (unsigned)c->pe.uid, strerror(errno));
 		conn_drop(c);
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Act on the @status a handler gave request @h (@n bytes) of @c, with
+ * `answer` filled, inside the read-side critical section the caller
+ * began (ended here): reply, or set the request aside for a CREATE in
+ * flight (RBUSD_LATER, RBUSD_WAIT).  Returns 0 (answered), 1 (set aside:
+ * @c is out of the loop), or -1 (@c dropped).
+ */
+static int conclude(struct conn *c, const struct rbus_proto_hdr *h, size_t n,
+		    int status)
+{
+	struct reply *rep = &answer;
+	int err = 0;
+
+	/* To be asked again, the request needs a copy: @h is the receive
+	 * buffer.  A resumed request has one already. */
+	if (status == RBUSD_WAIT && !c->parked) {
+		c->parked = malloc(n);
+		if (c->parked)
+			memcpy(c->parked, h, n);
+		else
+			status = -ENOMEM;
+	}
+	if (status == RBUSD_LATER || status == RBUSD_WAIT) {
+		struct make_job *j = rep->job;
+
+		rcu_read_unlock();
+		conn_park(c);
+		if (status == RBUSD_LATER) {
+			j->conn = c;
+			maker_submit(j);
+		} else {
+			char what[128];
+
+			describe_request(h, n, what, sizeof(what));
+			log_debug("pid %d (uid %u): %s waits for the CREATE in flight",
+				  (int)c->pe.pid, (unsigned)c->pe.uid, what);
+			/* In the order they came. */
+			if (!j->waiters_tail)
+				j->waiters_tail = &j->waiters;
+			c->wnext = NULL;
+			*j->waiters_tail = c;
+			j->waiters_tail = &c->wnext;
+		}
+		return 1;
+	}
+	if (status == DROP_SILENTLY) {
+		rbusd_log_refused("pid %d (uid %u): %s before HELLO: connection closed",
+				  (int)c->pe.pid, (unsigned)c->pe.uid,
+				  req_name(h->type, (char[16]){ 0 }));
+		rep->drop = true;
+	} else {
+		if (status < 0)
+			log_refusal(c, h, n, status, rep->drop);
+		err = send_reply(c, h, status, rep);
+	}
+	rcu_read_unlock();
+	if (err || rep->drop) {
+		conn_drop(c);
+		return -1;
+	}
+	return conn_unpark(c);
+}
+
+/* Answer one received datagram.  Returns 0, 1 if it was set aside (@c
+ * is out of the loop until it is answered), or -1 if @c was dropped. */
+static int handle_datagram(struct conn *c, const struct rbus_proto_hdr *h,
+			   size_t n, bool fds, bool trunc)
+{
+	answer_reset();
+	/* Until the reply is sent: a channel found by the handler, whose
+	 * region's fds the reply borrows, cannot be freed before. */
+	rcu_read_lock();
+	return conclude(c, h, n, check_request(c, h, n, fds, trunc, &answer));
+}
+
+/* Hand @c's request set aside (RBUSD_WAIT) to its handler again: the
+ * CREATE it waited for has been answered.  Its checks up to the handler
+ * were passed when it came. */
+static void conn_resume(struct conn *c)
+{
+	const struct rbus_proto_hdr *h = c->parked;
+
+	answer_reset();
+	rcu_read_lock();
+	conclude(c, h, h->len, dispatch(c, h, h->type, &answer));
+}
+
+/* Answer the CREATE of job @j, whose region the maker thread has made
+ * (or failed to), take its connection back into the loop, and ask again
+ * the requests that waited for it. */
+static void create_answer(struct make_job *j)
+{
+	struct conn *c = j->conn, *w = j->waiters;
+	struct rbus_req_create q = j->q;
+	int status;
+
+	answer_reset();
+	rcu_read_lock();
+	status = req_create_finish(&c->pe, j, &answer);
+	/* Released before the reply may drop @c, and its process record
+	 * with it, which the job counts in. */
+	maker_done(j);
+	/* Nothing to set aside: the status is 0 or an error. */
+	conclude(c, &q.h, sizeof(q), status);
+	while (w) {
+		struct conn *next = w->wnext;
+
+		w->wnext = NULL;
+		conn_resume(w);
+		w = next;
+	}
+}
+
+/* The maker thread is done with jobs: answer them. */
+static void maker_event(void)
+{
+	struct make_job *j;
+	uint64_t n;
+
+	/* Read before taking: a job put on the done list after the take
+	 * writes the eventfd after this read. */
+	if (read(maker_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		log_error("reading the maker's eventfd: %s", strerror(errno));
+	while ((j = maker_take()))
+		create_answer(j);
 }
 
 /* Receive and answer one request of @c.  Returns 1 if there may be more,
@@ -695,8 +844,12 @@ static int conn_recv(struct conn *c)
 		conn_drop(c);
 		return -1;
 	}
-	return handle_datagram(c, &in.h, (size_t)n, nfds > 0,
-			       (m.msg_flags & MSG_TRUNC) || n > RBUS_PROTO_MSG_MAX) < 0 ? -1 : 1;
+	switch (handle_datagram(c, &in.h, (size_t)n, nfds > 0,
+				(m.msg_flags & MSG_TRUNC) || n > RBUS_PROTO_MSG_MAX)) {
+	case 0:  return 1;
+	case 1:  return 0;       /* set aside: read no more for now */
+	default: return -1;
+	}
 }
 
 /* @c is readable or hung up: answer a batch of its requests. */
@@ -705,7 +858,7 @@ static void conn_event(struct conn *c, uint32_t events)
 	for (int i = 0; i < REQUESTS_BATCH; i++) {
 		int r = conn_recv(c);
 
-		if (r < 0)
+		if (r < 0 || c->waiting)
 			return;
 		if (r == 0)
 			break;
@@ -762,6 +915,8 @@ int server_run(void)
 				do_accept();
 			else if (p == &tag_signal && stop_signal())
 				return 0;
+			else if (p == &tag_maker)
+				maker_event();
 			else if (p != &tag_signal)
 				conn_event(p, ev[i].events);
 		}
@@ -770,6 +925,8 @@ int server_run(void)
 
 void server_fini(void)
 {
+	/* First: jobs in flight point at their connections. */
+	maker_stop();
 	while (conns)
 		conn_drop(conns);
 	if (listen_fd >= 0)
