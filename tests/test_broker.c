@@ -1532,7 +1532,8 @@ END_TEST
  * pass the gate (below) while it waits for its reply. */
 struct bg_req {
 	pthread_t thread;
-	char op;                     /* 'c' CREATE, 'o' OPEN consumer, 's' STAT,
+	char op;                     /* 'c' CREATE, 'C' CREATE of 2048 slots of
+					256 KiB, 'o' OPEN consumer, 's' STAT,
 					'u' UNLINK */
 	char name[32];
 	uint32_t flags;              /* of a CREATE */
@@ -1550,9 +1551,13 @@ static void *bg_main(void *arg)
 
 	rbus_broker_create_opts_init(&o);
 	o.flags = a->flags;
+	if (a->op == 'C') {
+		o.capacity = 2048;
+		o.max_msg = 256 * 1024;
+	}
 	r = rbus_broker_connect(D.sock, &b);
 	if (!r) {
-		if (a->op == 'c')
+		if (a->op == 'c' || a->op == 'C')
 			r = rbus_broker_create(b, a->name, &o, NULL);
 		else if (a->op == 'o')
 			r = rbus_broker_open(b, a->name, RBUS_CONSUMER, 0, &ch);
@@ -1782,6 +1787,32 @@ START_TEST(open_counts_creates_in_flight)
 }
 END_TEST
 
+/*
+ * A CREATE's reply can take seconds (the daemon zeroes the region first):
+ * the client waits 5 s plus 10 s per GiB of region.  Held at the gate for
+ * 6 s, a CREATE of 512 MiB (a 10 s wait) still gets its channel; with the
+ * plain 5 s it got -ETIMEDOUT.  The hold is the point of the test, so it
+ * is a timed wait, the only one here.
+ */
+START_TEST(create_waits_for_large_region)
+{
+	struct rbus_broker *b = NULL;
+	struct bg_req big;
+	struct timespec hold = { 6, 0 };
+
+	maker_daemon_n("2000000000", "1024");
+	bg_start(&big, 'C', "big", 0);
+	wait_log("CREATE of big held at the test gate");
+	while (clock_nanosleep(CLOCK_MONOTONIC, 0, &hold, &hold) == EINTR)
+		;
+	gate_pass();
+	ck_assert_rbus(bg_join(&big), 0);
+	b = conn();
+	ck_assert_int_eq(listed(b, "big"), 1);
+	rbus_broker_close(b);
+}
+END_TEST
+
 /* SIGTERM while a region is being made: the daemon waits for it, makes no
  * channel of it, drops the connection, and exits cleanly (no leak under
  * ASan: the teardown checks the exit status). */
@@ -1842,6 +1873,7 @@ static Suite *broker_suite(void)
 	tcase_add_test(tc, create_held_others_served);
 	tcase_add_test(tc, create_of_dead_client);
 	tcase_add_test(tc, open_counts_creates_in_flight);
+	tcase_add_test(tc, create_waits_for_large_region);
 	tcase_add_test(tc, shutdown_with_create_in_flight);
 	suite_add_tcase(s, tc);
 

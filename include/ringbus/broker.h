@@ -176,7 +176,8 @@ void rbus_broker_create_opts_init(struct rbus_broker_create_opts *o);
  *       recovery cannot see").  The caller counts as a user of the channel
  *       until it exits.
  * Returns once the daemon has made the region: reserving and zeroing a
- * large one takes seconds, and the daemon serves other clients meanwhile.
+ * large one takes seconds (the daemon serves other clients meanwhile), so
+ * this call waits for the reply 5 s plus 10 s per GiB of region, not 5 s.
  * A CREATE, OPEN, STAT or UNLINK of @name from anyone waits for this
  * reply, then sees its outcome (doc/protocol.md, CREATE).
  * Returns 0, or -EINVAL (bad name or option), -EEXIST (name taken), -EPERM

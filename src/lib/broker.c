@@ -24,7 +24,12 @@
 #include "internal.h"
 #include "proto.h"
 
+/* How long a request waits for its reply.  A CREATE waits longer, by its
+ * region's size: the daemon reserves and zeroes the memory before it
+ * replies, measured at up to 4.1 s for 1 GiB on a 2-CPU VM (design.md
+ * §13.2).  ringbusd's --max-region-size is 1 GiB by default. */
 #define BROKER_TIMEOUT_MS 5000
+#define CREATE_MS_PER_GIB 10000
 
 struct rbus_broker {
 	int fd;
@@ -63,12 +68,14 @@ static void close_fds(int *fds, unsigned n)
 
 /*
  * Send @req (its header filled here but for type) and receive the reply
- * into @rep (@cap bytes).  @fds receives up to RBUS_PROTO_FDS_MAX fds, and
- * *@nfds how many came.  Returns the reply's length (>= its header, the
- * header checked), or a negative errno; on error no fd is left open.
+ * into @rep (@cap bytes), waiting @timeout_ms at most.  @fds receives up
+ * to RBUS_PROTO_FDS_MAX fds, and *@nfds how many came.  Returns the
+ * reply's length (>= its header, the header checked), or a negative
+ * errno; on error no fd is left open.
  */
-static ssize_t roundtrip(struct rbus_broker *b, void *req, size_t len,
-			 void *rep, size_t cap, int *fds, unsigned *nfds)
+static ssize_t roundtrip_in(struct rbus_broker *b, void *req, size_t len,
+			    void *rep, size_t cap, int *fds, unsigned *nfds,
+			    int64_t timeout_ms)
 {
 	struct rbus_proto_hdr *h = req;
 	struct rbus_proto_reply *r = rep;
@@ -96,7 +103,7 @@ static ssize_t roundtrip(struct rbus_broker *b, void *req, size_t len,
 		return errno == EPIPE ? -ECONNRESET : -errno;
 	}
 	/* Wait for the reply; signals neither end the wait nor stretch it. */
-	for (int64_t until = rbus_now() + (int64_t)BROKER_TIMEOUT_MS * 1000000;;) {
+	for (int64_t until = rbus_now() + timeout_ms * 1000000;;) {
 		struct pollfd p = { .fd = b->fd, .events = POLLIN };
 		int64_t left = until - rbus_now();
 		int k = poll(&p, 1, left > 0 ? (int)((left + 999999) / 1000000) : 0);
@@ -153,6 +160,37 @@ static ssize_t roundtrip(struct rbus_broker *b, void *req, size_t len,
 	}
 	*nfds = got;
 	return n;
+}
+
+static ssize_t roundtrip(struct rbus_broker *b, void *req, size_t len,
+			 void *rep, size_t cap, int *fds, unsigned *nfds)
+{
+	return roundtrip_in(b, req, len, rep, cap, fds, nfds, BROKER_TIMEOUT_MS);
+}
+
+/* The reply timeout of CREATE @q: the base, and CREATE_MS_PER_GIB for
+ * each GiB of its region (pro rata). */
+static int64_t create_timeout_ms(const struct rbus_req_create *q)
+{
+	struct rbus_region_opts o;
+	uint64_t size;
+
+	/* Geometry the daemon refuses at once: the base is enough. */
+	if (q->capacity < RBUS_CAPACITY_MIN || q->capacity > RBUS_CAPACITY_MAX ||
+	    q->max_msg > RBUS_MAX_MSG_LIMIT)
+		return BROKER_TIMEOUT_MS;
+	rbus_region_opts_init(&o);
+	o.kind = (enum rbus_kind)q->kind;
+	o.capacity = q->capacity;
+	o.max_msg = q->max_msg;
+	o.wakeup = q->wakeup;
+	o.flags = (q->flags & RBUS_BROKER_HUGETLB) ? RBUS_REGION_HUGETLB : 0;
+	size = rbus_region_size_for(&o);
+	/* At most 64 GiB's worth: 645 s in all. */
+	if (size > (UINT64_C(64) << 30))
+		size = UINT64_C(64) << 30;
+	return BROKER_TIMEOUT_MS +
+	       (int64_t)(size * CREATE_MS_PER_GIB / (UINT64_C(1) << 30));
 }
 
 /* Set @field from @name; -EINVAL unless a valid channel name. */
@@ -320,7 +358,8 @@ RBUS_EXPORT int rbus_broker_create(struct rbus_broker *b, const char *name,
 	req.owner_uid = o->owner_uid;
 	req.owner_gid = o->owner_gid;
 	req.mode = o->mode;
-	n = roundtrip(b, &req, sizeof(req), &rep, sizeof(rep), fds, &nfds);
+	n = roundtrip_in(b, &req, sizeof(req), &rep, sizeof(rep), fds, &nfds,
+			 create_timeout_ms(&req));
 	if (n < 0)
 		return (int)n;
 	if (rep.r.status < 0)
