@@ -496,6 +496,9 @@ struct ep {
 	 * (put_one_copy(), get_one_copy()); ep_put() and ep_get() take it
 	 * before any other test. */
 	bool one_copy;
+	/* The same, zero-copy: rbus_reserve() and rbus_commit(), or
+	 * rbus_peek() and rbus_release() (put_one_zc(), get_one_zc()). */
+	bool one_zc;
 	const char *what;               /* the call that failed */
 	/* T_BRING: the ring and its geometry (put_bare(), get_bare()). */
 	struct bring *br;
@@ -538,6 +541,7 @@ static int ep_open(struct ep *e, const struct run *ru, int which, enum rbus_role
 	if (is_ring(ru->tr) && (err = rbus_channel_open(ru->r[which / 2], role, 0, &e->ch)))
 		return cfail(ru, "rbus_channel_open", rbus_strerror(err));
 	e->one_copy = e->ch && e->nb == 1 && !e->zc && !e->block;
+	e->one_zc = e->ch && e->nb == 1 && e->zc && !e->block;
 	e->what = role == RBUS_PRODUCER ? "rbus_send" : "rbus_recv";
 	if (e->ch && ru->block && (err = rbus_channel_set_spin(e->ch, ru->spin)))
 		return cfail(ru, "rbus_channel_set_spin", rbus_strerror(err));
@@ -682,6 +686,43 @@ static int put_one_copy(const struct run *ru, struct ep *e, int idx, uint64_t de
 	return 0;
 }
 
+/* A producer of one zero-copy message a call (ep.one_zc), as
+ * put_one_copy(): each message written in its slot, its sequence word and
+ * the rest copied in from e->buf, as ep_put() does. */
+static int put_one_zc(const struct run *ru, struct ep *e, int idx, uint64_t deadline,
+		      unsigned check, uint64_t *seq_out, uint64_t *idles_out)
+{
+	const uint64_t from = (uint64_t)idx << SEQ_BITS;
+	const unsigned pauses = full_pauses(ru);
+	const size_t size = e->size;
+	uint64_t seq = 0, idles = 0;
+	unsigned spins = 0, iter = 0;
+	void *p;
+	int k;
+
+	while ((++iter & check) || rb_now_ns() < deadline) {
+		if ((k = rbus_reserve(e->ch, &p)) == 0) {
+			put64(p, from | seq);
+			if (size > 8)
+				copy_msg((char *)p + 8, e->buf + 8, size - 8);
+			if ((k = rbus_commit(e->ch, size)) < 0) {
+				e->what = "rbus_commit";
+				return ep_fail(ru, e, k);
+			}
+			seq++;
+		} else if (k == -EAGAIN) {
+			idles++;
+			idle(ru->oversub, &spins, pauses);
+		} else {
+			e->what = "rbus_reserve";
+			return ep_fail(ru, e, k);
+		}
+	}
+	*seq_out = seq;
+	*idles_out = idles;
+	return 0;
+}
+
 /* The bare ring's producer (T_BRING): each message's sequence word written
  * into its slot, the rest of it copied in from e->buf.  Nothing in it can
  * fail. */
@@ -738,8 +779,9 @@ static int producer(const struct run *ru, int idx)
 	t0 = barrier(ru->np + ru->nc);
 	deadline = t0 + opt.dur_ns;
 	wait_counts(ru, w0);
-	if (e.one_copy) {
-		if (put_one_copy(ru, &e, idx, deadline, check, &seq, &idles))
+	if (e.one_copy || e.one_zc) {
+		if ((e.one_copy ? put_one_copy : put_one_zc)(ru, &e, idx, deadline, check,
+							     &seq, &idles))
 			return -1;
 	} else if (e.br) {
 		put_bare(ru, &e, idx, deadline, check, &seq, &idles);
@@ -858,6 +900,46 @@ static int get_one_copy(const struct run *ru, struct ep *e, int idx, struct got 
 	return 0;
 }
 
+/* A consumer of one zero-copy message a call (ep.one_zc), as
+ * get_one_copy(): each message read in place, every word of it, as
+ * get_any() does. */
+static int get_one_zc(const struct run *ru, struct ep *e, int idx, struct got *g)
+{
+	uint64_t next[MAXPROC] = { 0 }, expect = 0, sum = 0, got = 0, flushed = 0, idles = 0;
+	uint64_t sink = 0, w;
+	unsigned spins = 0;
+	const void *p;
+	ssize_t n;
+	int k;
+
+	for (;;) {
+		if ((n = rbus_peek(e->ch, &p)) >= 0) {
+			w = get64(p);
+			sink += touch(p, (size_t)n);
+			if ((k = rbus_release(e->ch)) < 0) {
+				e->what = "rbus_release";
+				return ep_fail(ru, e, k);
+			}
+			if (verify(next, &expect, &sum, ru, idx, w, (size_t)n))
+				return -1;
+			got++;
+			continue;
+		}
+		/* -EPIPE: empty with no producer attached; the counts
+		 * decide. */
+		if (n != -EAGAIN && n != -EPIPE) {
+			e->what = "rbus_peek";
+			return ep_fail(ru, e, (int)n);
+		}
+		idles++;        /* as in get_any() */
+		if (drained(ru->np, got, &flushed))
+			break;
+		idle(ru->oversub, &spins, 1);
+	}
+	*g = (struct got){ .count = got, .sum = sum, .sink = sink, .idles = idles };
+	return 0;
+}
+
 /* The bare ring's consumer (T_BRING): each message's sequence word checked
  * as read from its slot, the rest of it copied out into e->buf.  As
  * get_one_copy(). */
@@ -945,6 +1027,7 @@ static int ring_consumer(const struct run *ru, int idx)
 		return -1;
 	barrier(ru->np + ru->nc);
 	if (e.one_copy ? get_one_copy(ru, &e, idx, &g) :
+	    e.one_zc ? get_one_zc(ru, &e, idx, &g) :
 	    e.br ? get_bare(ru, &e, idx, &g) : get_any(ru, &e, idx, &g))
 		return -1;
 	shc->res[idx] = (struct proc_res){ .t_end = rb_now_ns(), .count = g.count, .sum = g.sum,
