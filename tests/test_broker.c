@@ -381,6 +381,94 @@ START_TEST(access_by_uid)
 }
 END_TEST
 
+/* Per-user limits, as nobody: 3 channels and 600000 bytes (two regions
+ * of the default geometry, ~271 KB each, but not three).  Each check's
+ * number is the exit status if it fails. */
+static int as_nobody_limited(void *arg)
+{
+	struct rbus_broker_create_opts small;
+	struct rbus_channel *ch = NULL;
+	struct rbus_broker *b = NULL;
+	int check = 0;
+
+	(void)arg;
+	if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+		return 100;
+	rbus_broker_create_opts_init(&small);
+	small.capacity = 8;
+#define EXPECT(call, want) do { check++; if ((call) != (want)) return check; } while (0)
+	EXPECT(rbus_broker_connect(D.sock, &b), 0);
+	EXPECT(rbus_broker_create(b, "u1", NULL, NULL), 0);
+	EXPECT(rbus_broker_create(b, "u2", NULL, NULL), 0);
+	/* A third of the default size: over the bytes, not the count. */
+	EXPECT(rbus_broker_create(b, "u3", NULL, NULL), -EDQUOT);
+	EXPECT(rbus_broker_create(b, "u3", &small, NULL), 0);
+	/* The count. */
+	EXPECT(rbus_broker_create(b, "u4", &small, NULL), -EDQUOT);
+	/* An unlinked channel this process still uses (it created it)
+	 * still counts: unlinking does not make room. */
+	EXPECT(rbus_broker_open(b, "u1", RBUS_CONSUMER, 0, &ch), 0);
+	EXPECT(rbus_broker_unlink(b, "u1"), 0);
+	EXPECT(rbus_broker_create(b, "u4", &small, NULL), -EDQUOT);
+#undef EXPECT
+	rbus_channel_close(ch);
+	rbus_broker_close(b);
+	return 0;
+}
+
+/*
+ * --max-user-channels and --max-user-size hold a uid to its channels
+ * alive, linked or not; root has no per-user limit; another uid has its
+ * own; and the room comes back when the channels go with the process
+ * that created them.
+ */
+/* Fork a process that runs as_nobody_limited() and check that it passed. */
+static void run_as_nobody_limited(void)
+{
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(as_nobody_limited(NULL));
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "check %d as nobody failed (status 0x%x)", WEXITSTATUS(status), status);
+}
+
+START_TEST(per_user_limits)
+{
+	static const char *const opts[] = {
+		"--max-user-channels", "3", "--max-user-size", "600000", NULL
+	};
+	struct rbus_broker *b;
+
+	if (geteuid() != 0)
+		ck_abort_msg("per_user_limits needs root (setuid to nobody)");
+	ck_assert_int_eq(daemon_stop(SIGTERM), 0);
+	daemon_start_args(opts);
+	run_as_nobody_limited();
+	/* The refusals say which limit. */
+	wait_log("uid 65534 has created 3 channels alive or being made: "
+		 "--max-user-channels 3");
+	wait_log("--max-user-size 600000");
+	/* Root has no per-user limit. */
+	b = conn();
+	for (int i = 0; i < 4; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "r%d", i);
+		create(b, name, RBUS_KIND_SPSC, 8, 0600, 0);
+	}
+	/* The channels went with the process that made them: the next
+	 * process of the uid has the room again. */
+	wait_log("channel u2 removed");
+	wait_log("channel u3 removed");
+	run_as_nobody_limited();
+	rbus_broker_close(b);
+}
+END_TEST
+
 /* ---- malformed requests --------------------------------------------------- */
 
 static int raw_connect(void)
@@ -1858,6 +1946,7 @@ static Suite *broker_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, access_by_uid);
+	tcase_add_test(tc, per_user_limits);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("malformed");

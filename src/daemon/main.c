@@ -38,7 +38,7 @@ struct rbusd_config rbusd_cfg = {
 enum {
 	OPT_SOCKET = 256, OPT_LOG_LEVEL, OPT_MAX_CHANNELS, OPT_MAX_CLIENT_CHANNELS,
 	OPT_MAX_CLIENT_CONNS, OPT_MAX_RATE, OPT_MAX_REGION_SIZE, OPT_LEASE_SETTLE,
-	OPT_MAX_TOTAL_SIZE, OPT_READY_FD,
+	OPT_MAX_TOTAL_SIZE, OPT_MAX_USER_CHANNELS, OPT_MAX_USER_SIZE, OPT_READY_FD,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -53,6 +53,8 @@ static const struct option long_opts[] = {
 	{ "max-region-size", required_argument, NULL, OPT_MAX_REGION_SIZE },
 	{ "lease-settle-ms", required_argument, NULL, OPT_LEASE_SETTLE },
 	{ "max-total-size", required_argument, NULL, OPT_MAX_TOTAL_SIZE },
+	{ "max-user-channels", required_argument, NULL, OPT_MAX_USER_CHANNELS },
+	{ "max-user-size", required_argument, NULL, OPT_MAX_USER_SIZE },
 	{ "ready-fd", required_argument, NULL, OPT_READY_FD },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -78,7 +80,10 @@ static void usage(FILE *f)
 		"  --max-region-size BYTES     largest region of a channel (default 1 GiB)\n"
 		"  --max-total-size BYTES      all regions together (default: half of\n"
 		"                              the machine's memory)\n"
-		"  --lease-settle-ms MS         forget a lease no handle holds this long\n"
+		"  --max-user-channels N       channels one uid other than root may have\n"
+		"                              created and alive (default 0: no limit)\n"
+		"  --max-user-size BYTES       their regions together (default 0: no limit)\n"
+		"  --lease-settle-ms MS        forget a lease no handle holds this long\n"
 		"                              after its OPEN (default 1000)\n"
 		"  --ready-fd FD               once listening, write \"ready\\n\" to FD\n"
 		"                              and close it (for a parent that waits)\n"
@@ -150,6 +155,14 @@ static void parse_args(int argc, char **argv)
 		case OPT_MAX_TOTAL_SIZE:
 			rbusd_cfg.max_total_size =
 				parse_num("max-total-size", optarg, 1, UINT64_MAX);
+			break;
+		case OPT_MAX_USER_CHANNELS:
+			rbusd_cfg.max_user_channels = (uint32_t)parse_num("max-user-channels",
+					optarg, 0, UINT32_MAX);
+			break;
+		case OPT_MAX_USER_SIZE:
+			rbusd_cfg.max_user_size = parse_num("max-user-size", optarg, 0,
+							    UINT64_MAX);
 			break;
 		case OPT_LEASE_SETTLE:
 			rbusd_cfg.lease_settle_ns = (int64_t)parse_num("lease-settle-ms",

@@ -200,6 +200,17 @@ uint64_t maker_bytes(void)
 	return inflight_bytes;
 }
 
+void maker_user(uint32_t uid, uint32_t *count, uint64_t *bytes)
+{
+	*count = 0;
+	*bytes = 0;
+	for (const struct make_job *j = inflight; j; j = j->inext)
+		if (j->creator_uid == uid) {
+			(*count)++;
+			*bytes += j->bytes;
+		}
+}
+
 void maker_submit(struct make_job *j)
 {
 	j->inext = inflight;

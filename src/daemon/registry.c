@@ -121,8 +121,9 @@ struct chan *chan_new(const char *name, struct rbus_region *region,
 }
 
 /* Bytes of the regions of linked channels and of unlinked ones still
- * alive (held by a user).  reg_lock. */
+ * alive (held by a user), and those channels.  reg_lock. */
 static uint64_t region_bytes;
+static CDS_LIST_HEAD(counted);
 
 uint64_t reg_bytes(void)
 {
@@ -145,6 +146,7 @@ int reg_link(struct chan *ch)
 	ch->linked = true;
 	ch->counted = true;
 	region_bytes += ch->desc.region_size;
+	cds_list_add(&ch->alive, &counted);
 	ch->refs++;
 	atomic_store_explicit(&nlinked, reg_count() + 1, memory_order_relaxed);
 	return 0;
@@ -178,9 +180,26 @@ void chan_unref(struct chan *ch)
 {
 	if (--ch->refs)
 		return;
-	if (ch->counted)
+	if (ch->counted) {
 		region_bytes -= ch->desc.region_size;
+		cds_list_del(&ch->alive);
+	}
 	call_rcu(&ch->rcu, chan_free_rcu);
+}
+
+void reg_user_usage(uint32_t uid, uint32_t *chans, uint64_t *bytes)
+{
+	const struct chan *ch;
+
+	*chans = 0;
+	*bytes = 0;
+	/* Linear in the channels alive: once a CREATE, and only when a
+	 * per-user limit is set. */
+	cds_list_for_each_entry(ch, &counted, alive)
+		if (ch->creator_uid == uid) {
+			(*chans)++;
+			*bytes += ch->desc.region_size;
+		}
 }
 
 void chan_describe(const struct chan *ch, struct rbus_proto_chan *out)

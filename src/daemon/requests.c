@@ -104,15 +104,47 @@ static int create_owner(const struct peer *pe, const struct rbus_req_create *q,
 	return 0;
 }
 
-/* Is there room for one more channel of @size bytes, in the daemon and
- * for @p?  The CREATEs in flight count as made.  reg_lock. */
-static int create_quota(const struct proc *p, uint64_t size)
+/* Is there room for one more channel of @size bytes for @pe's uid, under
+ * the per-user limits, if any is set (root has none)?  The refusal is
+ * logged with the limit: -EDQUOT alone does not say which.  reg_lock. */
+static int create_user_quota(const struct peer *pe, uint64_t size)
 {
+	uint32_t n, nf, maxn = rbusd_cfg.max_user_channels;
+	uint64_t b, bf, maxb = rbusd_cfg.max_user_size;
+
+	if (pe->uid == 0 || (!maxn && !maxb))
+		return 0;
+	reg_user_usage(pe->uid, &n, &b);
+	maker_user(pe->uid, &nf, &bf);
+	n += nf;
+	b += bf;
+	if (maxn && n >= maxn) {
+		rbusd_log_refused("uid %u has created %u channels alive or being made: "
+				  "--max-user-channels %u", (unsigned)pe->uid, n, maxn);
+		return -EDQUOT;
+	}
+	if (maxb && (b > maxb || size > maxb - b)) {
+		rbusd_log_refused("uid %u has %llu bytes in channels it created, and asks "
+				  "for %llu more: --max-user-size %llu", (unsigned)pe->uid,
+				  (unsigned long long)b, (unsigned long long)size,
+				  (unsigned long long)maxb);
+		return -EDQUOT;
+	}
+	return 0;
+}
+
+/* Is there room for one more channel of @size bytes, in the daemon, for
+ * @pe's uid and for its process?  The CREATEs in flight count as made.
+ * reg_lock. */
+static int create_quota(const struct peer *pe, uint64_t size)
+{
+	const struct proc *p = pe->proc;
+
 	if (reg_count() + maker_count() >= rbusd_cfg.max_channels ||
 	    p->nuses + p->ncreating >= rbusd_cfg.max_client_channels ||
 	    reg_bytes() + maker_bytes() + size > rbusd_cfg.max_total_size)
 		return -EDQUOT;
-	return 0;
+	return create_user_quota(pe, size);
 }
 
 /* The region options of CREATE @q (checked by create_args_ok()). */
@@ -155,7 +187,9 @@ void req_create_make(struct make_job *j)
 	if (!j->ch) {
 		rbus_region_close(r);
 		j->err = -ENOMEM;
+		return;
 	}
+	j->ch->creator_uid = j->creator_uid;
 }
 
 /* No channel is named @name: -ENOENT, or RBUSD_WAIT if a CREATE of it is
@@ -227,7 +261,7 @@ int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *r
 		rep->drop = true;
 		err = -ESRCH;
 	} else {
-		err = create_quota(pe->proc, size);
+		err = create_quota(pe, size);
 	}
 	reg_unlock();
 	if (err)
@@ -238,6 +272,7 @@ int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *r
 	job->q = *q;
 	job->uid = uid;
 	job->gid = gid;
+	job->creator_uid = pe->uid;
 	job->bytes = size;
 	job->proc = pe->proc;
 	rep->job = job;

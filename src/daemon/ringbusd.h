@@ -45,6 +45,8 @@ struct rbusd_config {
 	uint32_t max_rate;           /* requests/s per connection, 0: no limit */
 	uint64_t max_region_size;    /* bytes */
 	uint64_t max_total_size;     /* bytes of all regions together */
+	uint32_t max_user_channels;  /* channels one uid created, 0: no limit */
+	uint64_t max_user_size;      /* bytes of them, 0: no limit */
 	int64_t lease_settle_ns;     /* see use_prune_leases() */
 	int ready_fd;                /* --ready-fd: told when listening, or -1 */
 };
@@ -92,10 +94,12 @@ struct chan {
 	struct rcu_head rcu;
 	struct rbus_proto_chan desc;
 	struct rbus_region *region;
+	uint32_t creator_uid;        /* of the connection that created it */
 	/* Under reg_lock: */
 	unsigned refs;
 	bool linked;
 	bool counted;                /* its region is in reg_bytes() */
+	struct cds_list_head alive;  /* in the list of counted channels */
 	struct cds_list_head uses;   /* struct use.in_chan */
 	uint32_t nleases;            /* leases of all users */
 	/* Written under reg_lock, read by lock-free readers (relaxed): */
@@ -114,6 +118,9 @@ struct chan *reg_lookup(const char *name);
 unsigned long reg_count(void);
 /* Bytes of the regions of all channels alive, linked or not.  reg_lock. */
 uint64_t reg_bytes(void);
+/* The channels alive, linked or not, that uid @uid created, and the bytes
+ * of their regions.  reg_lock. */
+void reg_user_usage(uint32_t uid, uint32_t *chans, uint64_t *bytes);
 /* A new channel around @region (its reference passes to the channel),
  * with one reference for the caller; not linked yet. */
 struct chan *chan_new(const char *name, struct rbus_region *region,
@@ -284,6 +291,7 @@ struct make_job {
 	/* Set by the main thread before maker_submit(): */
 	struct rbus_req_create q;    /* the request, checked */
 	uint32_t uid, gid;           /* its owner, resolved */
+	uint32_t creator_uid;        /* the uid of the connection */
 	uint64_t bytes;              /* its region's size */
 	struct proc *proc;           /* the creator */
 	struct conn *conn;           /* the connection to answer on */
@@ -309,6 +317,8 @@ struct make_job *maker_job_of(const char *name);
 /* Jobs in flight and the bytes of their regions.  Main thread. */
 unsigned maker_count(void);
 uint64_t maker_bytes(void);
+/* The same for the jobs of connections of uid @uid.  Main thread. */
+void maker_user(uint32_t uid, uint32_t *count, uint64_t *bytes);
 /* Queue @j, whose name and room now count as taken until maker_done().
  * reg_lock must not be held.  Main thread. */
 void maker_submit(struct make_job *j);
