@@ -416,12 +416,6 @@ static int as_nobody_limited(void *arg)
 	return 0;
 }
 
-/*
- * --max-user-channels and --max-user-size hold a uid to its channels
- * alive, linked or not; root has no per-user limit; another uid has its
- * own; and the room comes back when the channels go with the process
- * that created them.
- */
 /* Fork a process that runs as_nobody_limited() and check that it passed. */
 static void run_as_nobody_limited(void)
 {
@@ -436,6 +430,11 @@ static void run_as_nobody_limited(void)
 		      "check %d as nobody failed (status 0x%x)", WEXITSTATUS(status), status);
 }
 
+/*
+ * --max-user-channels and --max-user-size hold a uid to its channels
+ * alive, linked or not; root has no per-user limit; and the room comes
+ * back when the channels go with the process that created them.
+ */
 START_TEST(per_user_limits)
 {
 	static const char *const opts[] = {
@@ -448,10 +447,11 @@ START_TEST(per_user_limits)
 	ck_assert_int_eq(daemon_stop(SIGTERM), 0);
 	daemon_start_args(opts);
 	run_as_nobody_limited();
-	/* The refusals say which limit. */
-	wait_log("uid 65534 has created 3 channels alive or being made: "
-		 "--max-user-channels 3");
-	wait_log("--max-user-size 600000");
+	/* The refusals say which limit, on the refusal's own line. */
+	wait_log("CREATE u4 refused: Disk quota exceeded (uid 65534 has 3 channels "
+		 "alive or being made, --max-user-channels 3)");
+	wait_log("CREATE u3 refused: Disk quota exceeded (uid 65534 has ");
+	wait_log("more, --max-user-size 600000)");
 	/* Root has no per-user limit. */
 	b = conn();
 	for (int i = 0; i < 4; i++) {
@@ -461,7 +461,9 @@ START_TEST(per_user_limits)
 		create(b, name, RBUS_KIND_SPSC, 8, 0600, 0);
 	}
 	/* The channels went with the process that made them: the next
-	 * process of the uid has the room again. */
+	 * process of the uid has the room again.  The reaper drops all of a
+	 * dead process's uses in one hold of reg_lock, so once u2 and u3
+	 * are logged removed, the unlinked u1 is gone too. */
 	wait_log("channel u2 removed");
 	wait_log("channel u3 removed");
 	run_as_nobody_limited();
@@ -1876,11 +1878,11 @@ START_TEST(open_counts_creates_in_flight)
 END_TEST
 
 /*
- * A CREATE's reply can take seconds (the daemon zeroes the region first):
- * the client waits 5 s plus 10 s per GiB of region.  Held at the gate for
- * 6 s, a CREATE of 512 MiB (a 10 s wait) still gets its channel; with the
- * plain 5 s it got -ETIMEDOUT.  The hold is the point of the test, so it
- * is a timed wait, the only one here.
+ * A CREATE's reply can take seconds (the daemon zeroes the region first,
+ * and those of the CREATEs before it): the client waits 30 s plus 10 s per
+ * GiB of region.  Held at the gate for 6 s, a CREATE of 512 MiB still gets
+ * its channel; with the 5 s of other requests it got -ETIMEDOUT.  The hold
+ * is the point of the test, so it is a timed wait, the only one here.
  */
 START_TEST(create_waits_for_large_region)
 {

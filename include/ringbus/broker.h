@@ -176,18 +176,21 @@ void rbus_broker_create_opts_init(struct rbus_broker_create_opts *o);
  *       recovery cannot see").  The caller counts as a user of the channel
  *       until it exits.
  * Returns once the daemon has made the region: reserving and zeroing a
- * large one takes seconds (the daemon serves other clients meanwhile), so
- * this call waits for the reply 5 s plus 10 s per GiB of region, not 5 s.
+ * large one takes seconds (the daemon serves other clients meanwhile,
+ * and the daemon makes regions one at a time), so this call waits for the
+ * reply 30 s plus 10 s per GiB of its region, not 5 s.
  * A CREATE, OPEN, STAT or UNLINK of @name from anyone waits for this
  * reply, then sees its outcome (doc/protocol.md, CREATE).
  * Returns 0, or -EINVAL (bad name or option), -EEXIST (name taken), -EPERM
  * (owner not allowed), -EFBIG (region larger than the daemon allows),
- * -ENOSPC (no memory for the region), -EDQUOT (the daemon's or this
- * process's channel limit), -EAGAIN (request rate limit), and the
- * connection errors below.
+ * -ENOSPC (no memory for the region), -EDQUOT (a limit of the daemon's:
+ * its channels or bytes in all, this process's channels, or this uid's
+ * channels or bytes; its log says which), -EAGAIN (request rate limit),
+ * and the connection errors below.
  *
  * Connection errors, for every call on a connection: -ECONNRESET (the
- * daemon hung up), -ETIMEDOUT (no reply in 5 s), -EPROTO (a reply that
+ * daemon hung up), -ETIMEDOUT (no reply in 5 s; for CREATE, see above),
+ * -EPROTO (a reply that
  * breaks the protocol; fds received with it are closed).  After any of them
  * the connection is broken: every later call fails; close and reconnect.
  */

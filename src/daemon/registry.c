@@ -105,7 +105,7 @@ unsigned long reg_count(void)
 }
 
 struct chan *chan_new(const char *name, struct rbus_region *region,
-		      const struct rbus_proto_chan *desc)
+		      const struct rbus_proto_chan *desc, uint32_t creator_uid)
 {
 	struct chan *ch = calloc(1, sizeof(*ch));
 
@@ -116,6 +116,7 @@ struct chan *chan_new(const char *name, struct rbus_region *region,
 	ch->desc = *desc;
 	memcpy(ch->desc.name, name, RBUS_PROTO_NAME);
 	ch->region = region;
+	ch->creator_uid = creator_uid;
 	ch->refs = 1;
 	return ch;
 }

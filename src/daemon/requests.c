@@ -105,9 +105,9 @@ static int create_owner(const struct peer *pe, const struct rbus_req_create *q,
 }
 
 /* Is there room for one more channel of @size bytes for @pe's uid, under
- * the per-user limits, if any is set (root has none)?  The refusal is
- * logged with the limit: -EDQUOT alone does not say which.  reg_lock. */
-static int create_user_quota(const struct peer *pe, uint64_t size)
+ * the per-user limits, if any is set (root has none)?  A refusal names the
+ * limit in rep->why: -EDQUOT alone does not say which.  reg_lock. */
+static int create_user_quota(const struct peer *pe, uint64_t size, struct reply *rep)
 {
 	uint32_t n, nf, maxn = rbusd_cfg.max_user_channels;
 	uint64_t b, bf, maxb = rbusd_cfg.max_user_size;
@@ -119,15 +119,16 @@ static int create_user_quota(const struct peer *pe, uint64_t size)
 	n += nf;
 	b += bf;
 	if (maxn && n >= maxn) {
-		rbusd_log_refused("uid %u has created %u channels alive or being made: "
-				  "--max-user-channels %u", (unsigned)pe->uid, n, maxn);
+		snprintf(rep->why, sizeof(rep->why),
+			 "uid %u has %u channels alive or being made, --max-user-channels %u",
+			 (unsigned)pe->uid, n, maxn);
 		return -EDQUOT;
 	}
 	if (maxb && (b > maxb || size > maxb - b)) {
-		rbusd_log_refused("uid %u has %llu bytes in channels it created, and asks "
-				  "for %llu more: --max-user-size %llu", (unsigned)pe->uid,
-				  (unsigned long long)b, (unsigned long long)size,
-				  (unsigned long long)maxb);
+		snprintf(rep->why, sizeof(rep->why),
+			 "uid %u has %llu bytes in channels, asks for %llu more, "
+			 "--max-user-size %llu", (unsigned)pe->uid, (unsigned long long)b,
+			 (unsigned long long)size, (unsigned long long)maxb);
 		return -EDQUOT;
 	}
 	return 0;
@@ -136,7 +137,7 @@ static int create_user_quota(const struct peer *pe, uint64_t size)
 /* Is there room for one more channel of @size bytes, in the daemon, for
  * @pe's uid and for its process?  The CREATEs in flight count as made.
  * reg_lock. */
-static int create_quota(const struct peer *pe, uint64_t size)
+static int create_quota(const struct peer *pe, uint64_t size, struct reply *rep)
 {
 	const struct proc *p = pe->proc;
 
@@ -144,7 +145,7 @@ static int create_quota(const struct peer *pe, uint64_t size)
 	    p->nuses + p->ncreating >= rbusd_cfg.max_client_channels ||
 	    reg_bytes() + maker_bytes() + size > rbusd_cfg.max_total_size)
 		return -EDQUOT;
-	return create_user_quota(pe, size);
+	return create_user_quota(pe, size, rep);
 }
 
 /* The region options of CREATE @q (checked by create_args_ok()). */
@@ -183,13 +184,11 @@ void req_create_make(struct make_job *j)
 	desc.mode = q->mode;
 	desc.region_size = info.size;
 	desc.created_ns = info.created_ns;
-	j->ch = chan_new(q->name, r, &desc);
+	j->ch = chan_new(q->name, r, &desc, j->creator_uid);
 	if (!j->ch) {
 		rbus_region_close(r);
 		j->err = -ENOMEM;
-		return;
 	}
-	j->ch->creator_uid = j->creator_uid;
 }
 
 /* No channel is named @name: -ENOENT, or RBUSD_WAIT if a CREATE of it is
@@ -261,7 +260,7 @@ int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *r
 		rep->drop = true;
 		err = -ESRCH;
 	} else {
-		err = create_quota(pe, size);
+		err = create_quota(pe, size, rep);
 	}
 	reg_unlock();
 	if (err)

@@ -122,9 +122,10 @@ uint64_t reg_bytes(void);
  * of their regions.  reg_lock. */
 void reg_user_usage(uint32_t uid, uint32_t *chans, uint64_t *bytes);
 /* A new channel around @region (its reference passes to the channel),
- * with one reference for the caller; not linked yet. */
+ * created by a connection of uid @creator_uid, with one reference for the
+ * caller; not linked yet. */
 struct chan *chan_new(const char *name, struct rbus_region *region,
-		      const struct rbus_proto_chan *desc);
+		      const struct rbus_proto_chan *desc, uint32_t creator_uid);
 /* Link @ch under its name and the next id.  reg_lock, rcu_read_lock.
  * Returns 0 or -EEXIST. */
 int reg_link(struct chan *ch);
@@ -249,6 +250,7 @@ struct reply {
 	unsigned nfds;
 	bool drop;
 	struct make_job *job;        /* RBUSD_LATER, RBUSD_WAIT: see there */
+	char why[128];               /* a refusal's reason for the log, or "" */
 };
 
 /* A handler's status for "answered later": rep->job is a new job for the

@@ -562,14 +562,15 @@ static void describe_request(const struct rbus_proto_hdr *h, size_t n,
 }
 
 static void log_refusal(const struct conn *c, const struct rbus_proto_hdr *h,
-			size_t n, int status, bool drop)
+			size_t n, int status, const struct reply *rep)
 {
 	char what[128];
 
 	describe_request(h, n, what, sizeof(what));
-	rbusd_log_refused("pid %d (uid %u): %s refused: %s%s", (int)c->pe.pid,
+	rbusd_log_refused("pid %d (uid %u): %s refused: %s%s%s%s%s", (int)c->pe.pid,
 			  (unsigned)c->pe.uid, what, strerror(-status),
-			  drop ? "; connection closed" : "");
+			  rep->why[0] ? " (" : "", rep->why, rep->why[0] ? ")" : "",
+			  rep->drop ? "; connection closed" : "");
 }
 
 /* Send the reply to request @h.  Returns 0, or -1 if the client does not
@@ -648,6 +649,7 @@ static void answer_reset(void)
 	answer.nfds = 0;
 	answer.drop = false;
 	answer.job = NULL;
+	answer.why[0] = '\0';
 }
 
 /* Take @c out of the loop: it waits for a CREATE's answer. */
@@ -729,7 +731,7 @@ static int conclude(struct conn *c, const struct rbus_proto_hdr *h, size_t n,
 		rep->drop = true;
 	} else {
 		if (status < 0)
-			log_refusal(c, h, n, status, rep->drop);
+			log_refusal(c, h, n, status, rep);
 		err = send_reply(c, h, status, rep);
 	}
 	rcu_read_unlock();

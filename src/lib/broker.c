@@ -24,11 +24,14 @@
 #include "internal.h"
 #include "proto.h"
 
-/* How long a request waits for its reply.  A CREATE waits longer, by its
- * region's size: the daemon reserves and zeroes the memory before it
- * replies, measured at up to 4.1 s for 1 GiB on a 2-CPU VM (design.md
- * §13.2).  ringbusd's --max-region-size is 1 GiB by default. */
+/* How long a request waits for its reply.  A CREATE waits longer: the
+ * daemon reserves and zeroes the region before it replies, measured at up
+ * to 4.1 s for 1 GiB on a 2-CPU VM (design.md §13.2), and makes regions
+ * one at a time, so the CREATEs queued before this one add theirs (two of
+ * ringbusd's default largest, 1 GiB, fit in the base).  Then 10 s for each
+ * GiB of its own region. */
 #define BROKER_TIMEOUT_MS 5000
+#define CREATE_TIMEOUT_MS 30000
 #define CREATE_MS_PER_GIB 10000
 
 struct rbus_broker {
@@ -168,8 +171,8 @@ static ssize_t roundtrip(struct rbus_broker *b, void *req, size_t len,
 	return roundtrip_in(b, req, len, rep, cap, fds, nfds, BROKER_TIMEOUT_MS);
 }
 
-/* The reply timeout of CREATE @q: the base, and CREATE_MS_PER_GIB for
- * each GiB of its region (pro rata). */
+/* The reply timeout of CREATE @q: CREATE_TIMEOUT_MS, and
+ * CREATE_MS_PER_GIB for each GiB of its region (pro rata). */
 static int64_t create_timeout_ms(const struct rbus_req_create *q)
 {
 	struct rbus_region_opts o;
@@ -178,7 +181,7 @@ static int64_t create_timeout_ms(const struct rbus_req_create *q)
 	/* Geometry the daemon refuses at once: the base is enough. */
 	if (q->capacity < RBUS_CAPACITY_MIN || q->capacity > RBUS_CAPACITY_MAX ||
 	    q->max_msg > RBUS_MAX_MSG_LIMIT)
-		return BROKER_TIMEOUT_MS;
+		return CREATE_TIMEOUT_MS;
 	rbus_region_opts_init(&o);
 	o.kind = (enum rbus_kind)q->kind;
 	o.capacity = q->capacity;
@@ -186,10 +189,10 @@ static int64_t create_timeout_ms(const struct rbus_req_create *q)
 	o.wakeup = q->wakeup;
 	o.flags = (q->flags & RBUS_BROKER_HUGETLB) ? RBUS_REGION_HUGETLB : 0;
 	size = rbus_region_size_for(&o);
-	/* At most 64 GiB's worth: 645 s in all. */
+	/* At most 64 GiB's worth: 670 s in all. */
 	if (size > (UINT64_C(64) << 30))
 		size = UINT64_C(64) << 30;
-	return BROKER_TIMEOUT_MS +
+	return CREATE_TIMEOUT_MS +
 	       (int64_t)(size * CREATE_MS_PER_GIB / (UINT64_C(1) << 30));
 }
 

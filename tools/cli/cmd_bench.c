@@ -982,8 +982,8 @@ static int get_bare(const struct run *ru, const struct ep *e, int idx, struct go
 	return 0;
 }
 
-/* A consumer of anything else (batches, zero-copy, blocking calls),
- * through ep_get(), until the ring is drained.  As above. */
+/* A consumer of anything else (batches, copied or zero-copy, and blocking
+ * calls), through ep_get(), until the ring is drained.  As above. */
 static int get_any(const struct run *ru, struct ep *e, int idx, struct got *g)
 {
 	uint64_t next[MAXPROC] = { 0 }, expect = 0, sum = 0, got = 0, flushed = 0, idles = 0;
