@@ -297,6 +297,12 @@ END_TEST
 
 /* ---- identity and access -------------------------------------------------- */
 
+/* Drop root for nobody (user, group, no supplementary groups). */
+static int become_nobody(void)
+{
+	return setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY) ? -1 : 0;
+}
+
 /* Run as nobody: each check's number is the exit status if it fails. */
 static int as_nobody(void *arg)
 {
@@ -307,7 +313,7 @@ static int as_nobody(void *arg)
 	int check = 0;
 
 	(void)arg;
-	if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+	if (become_nobody())
 		return 100;
 #define EXPECT(call, want) do { check++; if ((call) != (want)) return check; \
 	rbus_channel_close(ch); ch = NULL; } while (0)
@@ -392,7 +398,7 @@ static int as_nobody_limited(void *arg)
 	int check = 0;
 
 	(void)arg;
-	if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+	if (become_nobody())
 		return 100;
 	rbus_broker_create_opts_init(&small);
 	small.capacity = 8;
