@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -462,6 +463,71 @@ START_TEST(live_intent_that_won_left_alone)
 }
 END_TEST
 
+/* Until ringbusd has counted @deaths deaths on @name. */
+static void wait_deaths(struct rbus_broker *b, const char *name, uint64_t deaths)
+{
+	struct rbus_broker_stat st;
+
+	do {
+		ck_assert_rbus(rbus_broker_stat(b, name, &st), 0);
+		sched_yield();
+	} while (st.deaths < deaths);
+}
+
+/*
+ * The list of claims to look at again is bounded (LATER_MAX; 1 in
+ * tests/ringbusd-hooks, the daemon this test runs): a death that would
+ * add past it leaves its slots held, with a warning naming them, and
+ * the ones already waiting are still looked at.  Two holders killed
+ * after winning indices 0 and 1, both covered by a live handle's stale
+ * intent over [0, 2): 0 waits, 1 is refused; once the intent is gone, 0
+ * is finished and 1 stays held.  Without the bound, 1 was taken into the
+ * list too.
+ */
+START_TEST(later_list_full)
+{
+	struct rbus_channel *c = NULL, *p = NULL, *p2 = NULL;
+	struct holder h1, h2;
+	struct rbus_broker *b;
+	uint32_t len;
+	char buf[8];
+
+	ck_assert_int_eq(daemon_stop(SIGTERM), 0);
+	D.path = DAEMON_HOOKS_PATH;
+	daemon_start();
+	b = conn();
+	window_open(b, RBUS_PRODUCER, &c, &p);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p2), 0);
+	window_start(&h1, RBUS_PRODUCER, RBUS_CLAIM_WON);
+	window_start(&h2, RBUS_PRODUCER, RBUS_CLAIM_WON);
+	atomic_store(&p2->claim->first, 0);
+	atomic_store(&p2->claim->count, 2);
+	holder_kill(&h1);
+	wait_deaths(b, "window", 1);
+	wait_log("slots 0..0 of window, which a live handle's intent also names: "
+		 "looking again shortly");
+	holder_kill(&h2);
+	wait_deaths(b, "window", 2);
+	wait_log("slots 1..1 of window, which a live handle's intent also names: "
+		 "too many such claims waiting; they stay held");
+	/* The live handle's CAS lost: it clears its record. */
+	atomic_store(&p2->claim->count, 0);
+	wait_log("slots 0..0 of window, claimed by pid");
+	wait_log("looked at again after");
+	len = atomic_load(&slot_of(p, 0)->len);
+	ck_assert_uint_eq(len, RBUS_SLOT_SKIP);
+	/* Index 1 is held for good: nothing gets past it. */
+	ck_assert_rbus(rbus_send(p, "A", 1), 0);
+	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
+	rbus_channel_close(p2);
+	rbus_channel_close(p);
+	rbus_channel_close(c);
+	holder_end(&h1);
+	holder_end(&h2);
+	rbus_broker_close(b);
+}
+END_TEST
+
 /* ---- the retry's arithmetic, without a daemon ------------------------------ */
 
 /* The recovery and its retry called in-process on a ring whose records the
@@ -581,6 +647,7 @@ static Suite *claim_window_suite(void)
 	tcase_add_test(tc, partial_cover_finishes_the_gap);
 	tcase_add_test(tc, stale_live_intent_retried);
 	tcase_add_test(tc, live_intent_that_won_left_alone);
+	tcase_add_test(tc, later_list_full);
 	tcase_add_test(tc, retry_narrows_and_stops);
 	tcase_add_test(tc, no_wipeonfork_no_intents);
 	suite_add_tcase(s, tc);
