@@ -1620,17 +1620,19 @@ END_TEST
 
 /* --- CREATEs made in the background (src/daemon/maker.c) ---------------- */
 
-/* Regions of the default geometry (1024 slots of 264 bytes, ~271 KB): one
- * fits in this total, two do not. */
-#define MAKER_TOTAL "400000"
+/* The regions of these tests' CREATEs ('c' below: 4096 slots of 264
+ * bytes, ~1.1 MB) are over the 1 MiB that ringbusd makes at once, so they
+ * go to the maker thread: one fits in this total, two do not. */
+#define MAKER_TOTAL "2000000"
+#define MAKER_CAPACITY 4096
 
 /* A request on a connection of its own, in a thread, so that the test can
  * pass the gate (below) while it waits for its reply. */
 struct bg_req {
 	pthread_t thread;
-	char op;                     /* 'c' CREATE, 'C' CREATE of 2048 slots of
-					256 KiB, 'o' OPEN consumer, 's' STAT,
-					'u' UNLINK */
+	char op;                     /* 'c' CREATE of MAKER_CAPACITY slots,
+					'C' CREATE of 2048 slots of 256 KiB,
+					'o' OPEN consumer, 's' STAT, 'u' UNLINK */
 	char name[32];
 	uint32_t flags;              /* of a CREATE */
 	_Atomic int ret;             /* 1 until the call returns */
@@ -1647,6 +1649,7 @@ static void *bg_main(void *arg)
 
 	rbus_broker_create_opts_init(&o);
 	o.flags = a->flags;
+	o.capacity = MAKER_CAPACITY;
 	if (a->op == 'C') {
 		o.capacity = 2048;
 		o.max_msg = 256 * 1024;
@@ -1736,7 +1739,9 @@ static void maker_teardown(void)
 
 /*
  * While a CREATE's region is being made, the daemon answers everyone
- * else, and the region's bytes count against the total (-EDQUOT).  The
+ * else, a CREATE of a small region (made at once, not queued behind the
+ * large one) included, and the region's bytes count against the total
+ * (-EDQUOT).  The
  * requests that name the channel wait for the CREATE's answer and then
  * see its outcome: a second CREATE gets -EEXIST, an OPEN a handle.  Before
  * maker.c, the first request after the held CREATE was never answered:
@@ -1748,6 +1753,7 @@ static void maker_teardown(void)
 START_TEST(create_held_others_served)
 {
 	struct bg_req held, create2, open1, stat1;
+	struct rbus_broker_create_opts o;
 	struct rbus_broker_stat st;
 	struct rbus_channel *ch = NULL;
 	struct rbus_broker *b;
@@ -1759,7 +1765,10 @@ START_TEST(create_held_others_served)
 	ck_assert_int_eq(listed(b, "held"), 0);
 	ck_assert_rbus(rbus_broker_stat(b, "elsewhere", &st), -ENOENT);
 	ck_assert_rbus(rbus_broker_open(b, "elsewhere", RBUS_CONSUMER, 0, &ch), -ENOENT);
-	ck_assert_rbus(rbus_broker_create(b, "other", NULL, NULL), -EDQUOT);
+	rbus_broker_create_opts_init(&o);
+	o.capacity = MAKER_CAPACITY;
+	ck_assert_rbus(rbus_broker_create(b, "other", &o, NULL), -EDQUOT);
+	create(b, "small", RBUS_KIND_SPSC, 8, 0600, 0);
 	bg_start(&create2, 'c', "held", 0);
 	bg_start(&open1, 'o', "held", 0);
 	bg_start(&stat1, 's', "held", 0);
@@ -1775,7 +1784,7 @@ START_TEST(create_held_others_served)
 	ck_assert_rbus(bg_join(&stat1), 0);
 	ck_assert_int_eq(listed(b, "held"), 1);
 	ck_assert_rbus(rbus_broker_stat(b, "held", &st), 0);
-	ck_assert_uint_eq(st.chan.capacity, RBUS_DEFAULT_CAPACITY);
+	ck_assert_uint_eq(st.chan.capacity, MAKER_CAPACITY);
 	/* The connections are back in the loop: a second request on one. */
 	ck_assert_rbus(rbus_broker_open(b, "held", RBUS_PRODUCER, 0, &ch), 0);
 	rbus_channel_close(ch);
@@ -1795,6 +1804,7 @@ static int create_and_wait(void *arg)
 
 	rbus_broker_create_opts_init(&o);
 	o.flags = RBUS_BROKER_PERSISTENT;
+	o.capacity = MAKER_CAPACITY;
 	if (rbus_broker_connect(D.sock, &b) || write(pipes[1], "c", 1) != 1)
 		return 1;
 	rbus_broker_create(b, "gone", &o, NULL);
@@ -1836,7 +1846,8 @@ START_TEST(create_of_dead_client)
 END_TEST
 
 /* A channel another process made, for open_counts_creates_in_flight:
- * the holder connects, says so, creates "x" and waits to be killed. */
+ * the holder connects, says so, creates "x" (small: made at once) and
+ * waits to be killed. */
 static int create_x_and_wait(void *arg)
 {
 	int *pipes = arg;
@@ -1862,8 +1873,6 @@ START_TEST(open_counts_creates_in_flight)
 
 	maker_daemon_n("10000000", "2");
 	holder_start(&h, create_x_and_wait);
-	wait_log("CREATE of x held at the test gate");
-	gate_pass();
 	wait_log("created x");
 	bg_start(&a, 'c', "a", 0);
 	wait_log("CREATE of a held at the test gate");

@@ -177,7 +177,7 @@ void rbus_broker_create_opts_init(struct rbus_broker_create_opts *o);
  *       until it exits.
  * Returns once the daemon has made the region: reserving and zeroing a
  * large one takes seconds (the daemon serves other clients meanwhile,
- * and the daemon makes regions one at a time), so this call waits for the
+ * and the daemon makes large regions one at a time), so this call waits for the
  * reply 30 s plus 10 s per GiB of its region, not 5 s.
  * A CREATE, OPEN, STAT or UNLINK of @name from anyone waits for this
  * reply, then sees its outcome (doc/protocol.md, CREATE).

@@ -4,7 +4,8 @@
  *
  * Making a region reserves and zeroes its memory (fallocate): seconds for
  * a region of a GiB.  On the main thread that would hold up every other
- * client's requests for as long (design.md §13.2).  So the main thread
+ * client's requests for as long (design.md §13.2).  So for a region over
+ * 1 MiB (smaller ones are made at once, requests.c) the main thread
  * checks a CREATE, takes its name and its room, and queues a job
  * (maker_submit()); this thread makes the region and the unlinked channel
  * around it (req_create_make()), puts the job on the done list, and

@@ -8,9 +8,10 @@
  * run in the main thread, inside an RCU read-side critical section that
  * lasts until the reply is sent: a channel found here, and the region fds
  * a reply borrows from it, stay valid until then.  The one exception is
- * the making of a CREATE's region, req_create_make(), on the maker thread
- * (maker.c): a CREATE is checked, made there, and then linked and
- * answered back here (req_create_finish()).
+ * the making of a large CREATE's region, req_create_make(), on the maker
+ * thread (maker.c): such a CREATE is checked, made there, and then linked
+ * and answered back here (req_create_finish()).  A small one is made here
+ * at once.
  *
  * Access, as for a file: root may do anything.  Otherwise the caller's
  * class is owner (its uid is the owner uid), else group (the owner gid is
@@ -29,6 +30,10 @@
 #include "ringbusd.h"
 
 #define MODE_BITS 0666u
+/* Regions up to this size are made on the main thread, at once: 1 MiB
+ * takes about 1 ms here (design.md §13.2).  Larger ones go to the maker
+ * thread. */
+#define CREATE_INLINE_BYTES (UINT64_C(1) << 20)
 #define CREATE_FLAGS (RBUS_BROKER_PERSISTENT | RBUS_BROKER_HUGETLB)
 /* Pages mincore() reports on per call: the vector stays on the stack. */
 #define MINCORE_CHUNK 4096u
@@ -274,6 +279,15 @@ int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *r
 	job->creator_uid = pe->uid;
 	job->bytes = size;
 	job->proc = pe->proc;
+	if (size <= CREATE_INLINE_BYTES) {
+		/* Made here and now: it would not be worth the hand-off, and
+		 * must not wait behind the large regions in the maker's
+		 * queue. */
+		req_create_make(job);
+		err = req_create_finish(pe, job, rep);
+		free(job);
+		return err;
+	}
 	rep->job = job;
 	return RBUSD_LATER;
 }

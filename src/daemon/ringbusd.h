@@ -265,8 +265,9 @@ struct reply {
 /* Handle a request whose header, length and reserved fields are checked.
  * Returns 0 (rep filled) or a negative errno for the reply's status; the
  * handlers that take a name (CREATE, OPEN, STAT, UNLINK) return RBUSD_WAIT
- * when a CREATE of it is in flight, and CREATE returns RBUSD_LATER with
- * rep->job set (its region is made on the maker thread) instead of 0.
+ * when a CREATE of it is in flight, and CREATE of a region over 1 MiB
+ * returns RBUSD_LATER with rep->job set (the region is made on the maker
+ * thread) instead of 0.
  * Runs under rcu_read_lock(). */
 int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *rep);
 /* The maker thread's part of a CREATE: make the region and the unlinked

@@ -27,7 +27,7 @@
 /* How long a request waits for its reply.  A CREATE waits longer: the
  * daemon reserves and zeroes the region before it replies, measured at up
  * to 4.1 s for 1 GiB on a 2-CPU VM (design.md §13.2), and makes regions
- * one at a time, so the CREATEs queued before this one add theirs (two of
+ * over 1 MiB one at a time, so those queued before this one add theirs (two of
  * ringbusd's default largest, 1 GiB, fit in the base).  Then 10 s for each
  * GiB of its own region. */
 #define BROKER_TIMEOUT_MS 5000
