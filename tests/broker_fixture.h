@@ -17,7 +17,7 @@
 #error "RBUS_BUILDDIR must name the build directory"
 #endif
 #define DAEMON_PATH RBUS_BUILDDIR "/src/daemon/ringbusd"
-/* The same daemon with its test hooks (src/daemon/maker.c). */
+/* The same daemon with its test hooks (src/daemon/maker.c, procs.c). */
 #define DAEMON_HOOKS_PATH RBUS_BUILDDIR "/tests/ringbusd-hooks"
 
 struct daemon {

@@ -8,13 +8,13 @@
  *   requests.c  what each request does, and who may do it
  *   registry.c  channels: the RCU hash table by name, an RCU list by id
  *   procs.c     client processes: pidfds, leases, the reaper thread
- *   maker.c     the regions of CREATEs, made on a thread of their own
+ *   maker.c     the large regions of CREATEs, made on a thread of their own
  *
  * Threads.  The main thread accepts connections and answers requests; the
  * reaper thread waits on the pidfds of client processes and cleans up
- * after those that exit; the maker thread makes the regions of CREATEs
- * (it touches nothing shared but its own queues).  The main thread and
- * the reaper are registered RCU readers.  Lookups in the
+ * after those that exit; the maker thread makes the regions over 1 MiB of
+ * CREATEs (it touches nothing shared but its own queues).  The main
+ * thread and the reaper are registered RCU readers.  Lookups in the
  * registry run under rcu_read_lock() alone; every change of the registry,
  * of a channel's users and leases, and of the process records is made with
  * reg_lock() held.  Nobody calls synchronize_rcu() with reg_lock() held
@@ -270,12 +270,13 @@ struct reply {
  * thread) instead of 0.
  * Runs under rcu_read_lock(). */
 int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *rep);
-/* The maker thread's part of a CREATE: make the region and the unlinked
- * channel of @j into j->ch, or set j->err.  Touches nothing shared. */
+/* Make the region and the unlinked channel of CREATE @j into j->ch, or
+ * set j->err: on the maker thread, or at once in req_create() for a
+ * region up to 1 MiB.  Touches nothing shared. */
 void req_create_make(struct make_job *j);
-/* The main thread's last part of a CREATE whose job came back from the
- * maker: link the channel for @pe's process and fill @rep.  Returns 0 or
- * a negative errno.  Runs under rcu_read_lock(). */
+/* The main thread's last part of a CREATE whose region was made (by the
+ * maker, or at once): link the channel for @pe's process and fill @rep.
+ * Returns 0 or a negative errno.  Runs under rcu_read_lock(). */
 int req_create_finish(struct peer *pe, struct make_job *j, struct reply *rep);
 int req_open(struct peer *pe, const struct rbus_req_open *q, struct reply *rep);
 int req_list(struct peer *pe, const struct rbus_req_list *q, struct reply *rep);

@@ -10,8 +10,8 @@
  * answered with one datagram, sent without blocking: a client that does not
  * read its replies is disconnected rather than allowed to stall the daemon.
  *
- * A CREATE is answered later: its region is made on the maker thread
- * (maker.c), whose eventfd is in the loop too.  Until then its connection
+ * A CREATE of a region over 1 MiB is answered later: its region is made
+ * on the maker thread (maker.c), whose eventfd is in the loop too.  Until then its connection
  * is out of the loop: the client waits for that reply before it sends
  * anything else, and every other connection is served meanwhile.  A
  * request that names the channel of a CREATE in flight (RBUSD_WAIT) is
