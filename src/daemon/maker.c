@@ -40,7 +40,7 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t more = PTHREAD_COND_INITIALIZER;
 /* Under lock: jobs to make (FIFO), jobs made (FIFO), the thread's stop. */
-static struct make_job *todo, **todo_tail = &todo;
+static struct make_job *queue, **queue_tail = &queue;
 static struct make_job *done, **done_tail = &done;
 static struct make_job *making;      /* the job being made, or NULL */
 static bool stopping;
@@ -87,15 +87,15 @@ static void *maker_main(void *arg)
 		uint64_t one = 1;
 		ssize_t w;
 
-		while (!todo && !stopping)
+		while (!queue && !stopping)
 			pthread_cond_wait(&more, &lock);
 		/* Jobs not begun are left for maker_stop() to drop. */
 		if (stopping)
 			break;
-		j = todo;
-		todo = j->next;
-		if (!todo)
-			todo_tail = &todo;
+		j = queue;
+		queue = j->next;
+		if (!queue)
+			queue_tail = &queue;
 		making = j;
 		pthread_mutex_unlock(&lock);
 #ifdef RBUSD_TEST_HOOKS
@@ -169,11 +169,11 @@ void maker_stop(void)
 	pthread_join(thread, NULL);
 	started = false;
 	/* The thread is gone: the queues are the main thread's now. */
-	while ((j = todo)) {
-		todo = j->next;
+	while ((j = queue)) {
+		queue = j->next;
 		drop_job(j, false);
 	}
-	todo_tail = &todo;
+	queue_tail = &queue;
 	while ((j = done)) {
 		done = j->next;
 		drop_job(j, true);
@@ -223,8 +223,8 @@ void maker_submit(struct make_job *j)
 	reg_unlock();
 	j->next = NULL;
 	pthread_mutex_lock(&lock);
-	*todo_tail = j;
-	todo_tail = &j->next;
+	*queue_tail = j;
+	queue_tail = &j->next;
 	pthread_cond_signal(&more);
 	pthread_mutex_unlock(&lock);
 }

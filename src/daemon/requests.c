@@ -153,17 +153,6 @@ static int create_quota(const struct peer *pe, uint64_t size, struct reply *rep)
 	return create_user_quota(pe, size, rep);
 }
 
-/* The region options of CREATE @q (checked by create_args_ok()). */
-static void create_opts(const struct rbus_req_create *q, struct rbus_region_opts *o)
-{
-	rbus_region_opts_init(o);
-	o->kind = (enum rbus_kind)q->kind;
-	o->capacity = q->capacity;
-	o->max_msg = q->max_msg;
-	o->wakeup = q->wakeup;
-	o->flags = (q->flags & RBUS_BROKER_HUGETLB) ? RBUS_REGION_HUGETLB : 0;
-}
-
 void req_create_make(struct make_job *j)
 {
 	const struct rbus_req_create *q = &j->q;
@@ -173,7 +162,7 @@ void req_create_make(struct make_job *j)
 	struct rbus_region *r;
 	int64_t t0 = rbus_now();
 
-	create_opts(q, &o);
+	rbus_create_opts(q, &o);
 	j->err = rbus_region_create(&o, &r);
 	j->make_ns = rbus_now() - t0;
 	if (j->err)
@@ -255,7 +244,7 @@ int req_create(struct peer *pe, const struct rbus_req_create *q, struct reply *r
 	rep->job = maker_job_of(q->name);
 	if (rep->job)
 		return RBUSD_WAIT;
-	create_opts(q, &o);
+	rbus_create_opts(q, &o);
 	size = rbus_region_size_for(&o);
 	if (size > rbusd_cfg.max_region_size)
 		return -EFBIG;

@@ -173,6 +173,16 @@ static ssize_t roundtrip(struct rbus_broker *b, void *req, size_t len,
 
 /* The reply timeout of CREATE @q: CREATE_TIMEOUT_MS, and
  * CREATE_MS_PER_GIB for each GiB of its region (pro rata). */
+void rbus_create_opts(const struct rbus_req_create *q, struct rbus_region_opts *o)
+{
+	rbus_region_opts_init(o);
+	o->kind = (enum rbus_kind)q->kind;
+	o->capacity = q->capacity;
+	o->max_msg = q->max_msg;
+	o->wakeup = q->wakeup;
+	o->flags = (q->flags & RBUS_BROKER_HUGETLB) ? RBUS_REGION_HUGETLB : 0;
+}
+
 static int64_t create_timeout_ms(const struct rbus_req_create *q)
 {
 	struct rbus_region_opts o;
@@ -182,12 +192,7 @@ static int64_t create_timeout_ms(const struct rbus_req_create *q)
 	if (q->capacity < RBUS_CAPACITY_MIN || q->capacity > RBUS_CAPACITY_MAX ||
 	    q->max_msg > RBUS_MAX_MSG_LIMIT)
 		return CREATE_TIMEOUT_MS;
-	rbus_region_opts_init(&o);
-	o.kind = (enum rbus_kind)q->kind;
-	o.capacity = q->capacity;
-	o.max_msg = q->max_msg;
-	o.wakeup = q->wakeup;
-	o.flags = (q->flags & RBUS_BROKER_HUGETLB) ? RBUS_REGION_HUGETLB : 0;
+	rbus_create_opts(q, &o);
 	size = rbus_region_size_for(&o);
 	/* At most 64 GiB's worth: 670 s in all. */
 	if (size > (UINT64_C(64) << 30))

@@ -194,6 +194,10 @@ int rbus_region_retry_intent(struct rbus_region *r, enum rbus_role role,
 /* region.c, for ringbusd: the size in bytes rbus_region_create(@o) would
  * give the region (@o valid), to refuse an oversized one before making it. */
 uint64_t rbus_region_size_for(const struct rbus_region_opts *o);
+/* broker.c, for itself and ringbusd: the region options CREATE @q asks
+ * for, as the daemon makes them (the client sizes its wait by them). */
+struct rbus_req_create;
+void rbus_create_opts(const struct rbus_req_create *q, struct rbus_region_opts *o);
 /* region.c, for ringbusd: does a handle opened with @token hold @role now,
  * as far as shared memory tells (SPSC: it owns the role; MPMC: a lease
  * entry holds the token)?  A hint: the handle may close the next moment. */
