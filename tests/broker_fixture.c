@@ -90,6 +90,16 @@ size_t log_len(void)
 	return n;
 }
 
+bool log_has(const char *what)
+{
+	bool has;
+
+	pthread_mutex_lock(&D.lock);
+	has = D.log && strstr(D.log, what);
+	pthread_mutex_unlock(&D.lock);
+	return has;
+}
+
 /* Start ringbusd on D.sock with @extra options; returns once it listens. */
 void daemon_start_args(const char *const *extra)
 {

@@ -7,6 +7,7 @@
 #define RINGBUS_TESTS_BROKER_FIXTURE_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -42,6 +43,8 @@ extern struct daemon D;
 void wait_log_n(const char *what, size_t from, int count);
 void wait_log(const char *what);
 size_t log_len(void);
+/* Does the daemon's log hold @what so far? */
+bool log_has(const char *what);
 /* Start ringbusd on D.sock with @extra options (NULL-terminated); returns
  * once it listens. */
 void daemon_start_args(const char *const *extra);

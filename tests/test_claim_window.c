@@ -515,6 +515,58 @@ START_TEST(later_list_full)
 }
 END_TEST
 
+/*
+ * A run already waiting to be looked at again is not added twice: a second
+ * death with the same run gives the waiting one its time afresh.  h2 notes
+ * index 0 and stops before its CAS; h1 notes index 0 too, wins it, and
+ * stops before its mark; a live handle's stale intent names index 0 as
+ * well.  h1's death leaves 0..0 to look at again (h2's intent and the live
+ * one cover it), and h2's death, whose own intent covers the same slot,
+ * finds that run waiting.  In tests/ringbusd-hooks the list holds one run:
+ * added again, h2's run was refused with the "too many" warning.  Once the
+ * live intent is gone, index 0 is published as skipped and the message
+ * behind it arrives.
+ */
+START_TEST(later_run_taken_once)
+{
+	struct rbus_channel *c = NULL, *p = NULL, *p2 = NULL;
+	struct holder h1, h2;
+	struct rbus_broker *b;
+	uint32_t len;
+	char buf[8];
+
+	ck_assert_int_eq(daemon_stop(SIGTERM), 0);
+	D.path = DAEMON_HOOKS_PATH;
+	daemon_start();
+	b = conn();
+	window_open(b, RBUS_PRODUCER, &c, &p);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p2), 0);
+	window_start(&h2, RBUS_PRODUCER, RBUS_CLAIM_NOTED);
+	window_start(&h1, RBUS_PRODUCER, RBUS_CLAIM_WON);
+	atomic_store(&p2->claim->first, 0);
+	atomic_store(&p2->claim->count, 1);
+	holder_kill(&h1);
+	wait_log("slots 0..0 of window, which a live handle's intent also names: "
+		 "looking again shortly");
+	holder_kill(&h2);
+	wait_log("slots 0..0 of window, already waiting to be looked at again");
+	ck_assert_msg(!log_has("too many such claims waiting"),
+		      "the same run was taken for a second one");
+	/* The live handle's CAS lost: it clears its record. */
+	atomic_store(&p2->claim->count, 0);
+	ck_assert_rbus(rbus_send(p, "A", 1), 0);
+	ck_assert_rbus(rbus_recv_wait(c, buf, sizeof(buf), rbus_deadline_in(INT64_C(20000000000))),
+		       1);
+	ck_assert_int_eq(buf[0], 'A');
+	len = atomic_load(&slot_of(p, 0)->len);
+	ck_assert_uint_eq(len, RBUS_SLOT_SKIP);
+	wait_log("looked at again after");
+	rbus_channel_close(p2);
+	window_end(b, c, p, &h1);
+	holder_end(&h2);
+}
+END_TEST
+
 /* ---- the retry's arithmetic, without a daemon ------------------------------ */
 
 /* The recovery and its retry called in-process on a ring whose records the
@@ -596,6 +648,102 @@ START_TEST(retry_narrows_and_stops)
 }
 END_TEST
 
+/* Free the handle of a "dead" holder whose role the recovery released: its
+ * reservation is the recovery's to finish (or leave), not its close's,
+ * which would publish it over whatever the ring has put there since.  (The
+ * close drops the producers' count a second time.) */
+static void dead_close(struct rbus_channel *dead)
+{
+	dead->pending = PENDING_NONE;
+	dead->npending = 0;
+	rbus_channel_close(dead);
+}
+
+/* The test's live peers for indices_move(): a claim on each side. */
+static struct rbus_channel *mover_c, *mover_p;
+
+static void indices_move(void)
+{
+	void *slot;
+	char buf[8];
+
+	rbus_test_indices = NULL;
+	ck_assert_rbus(rbus_recv(mover_c, buf, sizeof(buf)), 1);
+	ck_assert_rbus(rbus_reserve(mover_p, &slot), 0);
+	memset(slot, 'Z', 1);
+	ck_assert_rbus(rbus_commit(mover_p, 1), 0);
+}
+
+/*
+ * The recovery loads the head, the tail, and the head again.  On a full
+ * ring, a consumer's claim and then a producer's between its first two
+ * loads make tail - head read capacity + 1: not corruption, since the
+ * head moved.  Here a dead handle holds index 15 of a full 16-slot ring
+ * (reserved, marked held), and the indices hook has a live consumer take
+ * index 0 and a live producer send index 16 between the loads: the
+ * recovery must still publish index 15 as skipped.  Taking that reading
+ * for corrupt indices, as before the second load of the head, left it
+ * held.  With the indices really more than a ring apart and the head
+ * still, nothing is finished.
+ */
+START_TEST(head_moved_under_recovery)
+{
+	struct rbus_region_opts o;
+	struct rbus_region *r;
+	struct rbus_channel *dead;
+	struct rbus_claim_left left[RBUS_SIDE_LEASES];
+	unsigned nleft;
+	uint32_t stamp, len;
+	void *slot;
+	char buf[8];
+
+	rbus_region_opts_init(&o);
+	o.kind = RBUS_KIND_MPMC;
+	o.capacity = 16;
+	ck_assert_rbus(rbus_region_create(&o, &r), 0);
+	ck_assert_rbus(rbus_channel_open_token(r, RBUS_PRODUCER, 0, 2, &dead), 0);
+	ck_assert_rbus(rbus_channel_open_token(r, RBUS_PRODUCER, 0, 3, &mover_p), 0);
+	ck_assert_rbus(rbus_channel_open_token(r, RBUS_CONSUMER, 0, 4, &mover_c), 0);
+	for (int i = 0; i < 15; i++)
+		ck_assert_rbus(rbus_send(mover_p, "M", 1), 0);
+	ck_assert_rbus(rbus_reserve(dead, &slot), 0);           /* index 15 */
+	len = atomic_load(&dead->claim->count);
+	ck_assert_uint_eq(len, 1 | RBUS_CLAIM_HELD);
+
+	rbus_test_indices = indices_move;
+	ck_assert_int_eq(rbus_region_recover(r, RBUS_PRODUCER, 2, left, &nleft), 1);
+	ck_assert_ptr_null(rbus_test_indices);
+	ck_assert_uint_eq(nleft, 0);
+	stamp = atomic_load(&slot_of(mover_p, 15)->stamp);
+	len = atomic_load(&slot_of(mover_p, 15)->len);
+	ck_assert_uint_eq(stamp, 16);
+	ck_assert_uint_eq(len, RBUS_SLOT_SKIP);
+	/* 1-14, then 16: index 15 is passed over. */
+	for (int i = 1; i < 15; i++) {
+		ck_assert_rbus(rbus_recv(mover_c, buf, sizeof(buf)), 1);
+		ck_assert_int_eq(buf[0], 'M');
+	}
+	ck_assert_rbus(rbus_recv(mover_c, buf, sizeof(buf)), 1);
+	ck_assert_int_eq(buf[0], 'Z');
+	ck_assert_rbus(rbus_recv(mover_c, buf, sizeof(buf)), -EAGAIN);
+	dead_close(dead);
+
+	/* A tail more than a ring above a head that holds still: corrupt,
+	 * and the dead handle's reservation (index 17) is left as it is. */
+	ck_assert_rbus(rbus_channel_open_token(r, RBUS_PRODUCER, 0, 5, &dead), 0);
+	ck_assert_rbus(rbus_reserve(dead, &slot), 0);
+	atomic_store(&r->prod->index, 17 + 16 + 1);
+	ck_assert_int_eq(rbus_region_recover(r, RBUS_PRODUCER, 5, left, &nleft), 1);
+	ck_assert_uint_eq(nleft, 0);
+	stamp = atomic_load(&slot_of(mover_p, 17)->stamp);
+	ck_assert_uint_eq(stamp, 17);
+	dead_close(dead);
+	rbus_channel_close(mover_c);
+	rbus_channel_close(mover_p);
+	rbus_region_close(r);
+}
+END_TEST
+
 /* Where the library cannot tell a forked child from the process that
  * opened a handle (no MADV_WIPEONFORK), a child would note its claims in the
  * parent's record, and no record could be taken for the whole truth: the
@@ -635,7 +783,9 @@ static Suite *claim_window_suite(void)
 	tcase_add_test(tc, stale_live_intent_retried);
 	tcase_add_test(tc, live_intent_that_won_left_alone);
 	tcase_add_test(tc, later_list_full);
+	tcase_add_test(tc, later_run_taken_once);
 	tcase_add_test(tc, retry_narrows_and_stops);
+	tcase_add_test(tc, head_moved_under_recovery);
 	tcase_add_test(tc, no_wipeonfork_no_intents);
 	suite_add_tcase(s, tc);
 	return s;

@@ -254,9 +254,18 @@ enum rbus_claim_point {
 	RBUS_CLAIM_NOTED,         /* the intent noted, before the CAS */
 	RBUS_CLAIM_WON,           /* the CAS succeeded, not yet marked held */
 };
+/* And a hook the recovery of a dead MPMC handle's claim calls between its
+ * loads of the head and the tail (ring_mpmc.c, finish_claim()):
+ * test_claim_window moves both indices there, as live peers may. */
 #ifdef RBUS_TEST_HOOKS
 extern void (*rbus_test_jitter)(enum rbus_jitter_point where);
 extern void (*rbus_test_claim)(enum rbus_claim_point where);
+extern void (*rbus_test_indices)(void);
+#define RBUS_INDICES_HOOK()                                                    \
+	do {                                                                   \
+		if (rbus_test_indices)                                         \
+			rbus_test_indices();                                   \
+	} while (0)
 /* Set: ring_mpmc.c behaves as without MADV_WIPEONFORK. */
 extern bool rbus_test_no_wipeonfork;
 #define RBUS_CLAIM_HOOK(w)                                                     \
@@ -278,6 +287,7 @@ extern void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until, bool pro
 #else
 #define RBUS_JITTER(w) ((void)0)
 #define RBUS_CLAIM_HOOK(w) ((void)0)
+#define RBUS_INDICES_HOOK() ((void)0)
 #define RBUS_SLEEP_HOOK(ev, until, probe) ((void)0)
 #endif
 

@@ -167,6 +167,7 @@ static inline bool claim_mine(const struct rbus_channel *ch)
 
 #ifdef RBUS_TEST_HOOKS
 void (*rbus_test_claim)(enum rbus_claim_point where);
+void (*rbus_test_indices)(void);
 #endif
 
 /*
@@ -799,6 +800,7 @@ static enum claim_result finish_claim(struct rbus_region *r, enum rbus_role role
 	 * the tail's load makes a gap above capacity impossible (corrupt). */
 	for (int tries = 0;; tries++) {
 		head = atomic_load_explicit(&r->cons->index, memory_order_acquire);
+		RBUS_INDICES_HOOK();
 		tail = atomic_load_explicit(&r->prod->index, memory_order_acquire);
 		if (tail - head <= cap)
 			break;
