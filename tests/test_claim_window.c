@@ -744,6 +744,86 @@ START_TEST(head_moved_under_recovery)
 }
 END_TEST
 
+/* ---- between an OPEN's reply and the claim ------------------------------- */
+
+static int pause_pipes[2];
+
+/* rbus_broker_open() has its reply: say so, and go on when told. */
+static void pause_at_reply(enum rbus_claim_point where)
+{
+	char c = 'R';
+
+	if (where != RBUS_CLAIM_REPLY)
+		return;
+	rbus_test_claim = NULL;
+	if (write(pause_pipes[1], &c, 1) != 1 || read(pause_pipes[0], &c, 1) != 1)
+		_exit(6);
+}
+
+/* Open the producer of "lease", pausing between the reply and the claim;
+ * then say 'H' and wait to be killed. */
+static int reply_holder(void *arg)
+{
+	int *pipes = arg;
+	struct rbus_broker *b = NULL;
+	struct rbus_channel *ch = NULL;
+	char c = 'H';
+
+	pause_pipes[0] = pipes[0];
+	pause_pipes[1] = pipes[1];
+	if (rbus_broker_connect(D.sock, &b))
+		return 1;
+	rbus_test_claim = pause_at_reply;
+	if (rbus_broker_open(b, "lease", RBUS_PRODUCER, 0, &ch))
+		return 2;
+	if (write(pipes[1], &c, 1) != 1)
+		return 3;
+	(void)read(pipes[0], &c, 1);
+	_exit(7);
+}
+
+/*
+ * A client stopped between an OPEN's reply and its claim keeps its lease,
+ * however long it stays there: ringbusd forgets only leases that shared
+ * memory says nobody holds and whose connection has since sent another
+ * request or closed.  The holder pauses there while STAT (which forgets
+ * such leases) runs; it then claims the producer role and is killed, and
+ * the role must come back.  With leases forgotten by shared memory alone
+ * (as after a time, before), STAT dropped the lease, the death released
+ * nothing, and the next OPEN of the producer got EBUSY.
+ */
+START_TEST(stopped_before_claim_keeps_lease)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_broker_stat st;
+	struct rbus_channel *p = NULL;
+	struct holder h;
+	char c;
+
+	create(b, "lease", RBUS_KIND_SPSC, 16, 0600, 0);
+	holder_start(&h, reply_holder);
+	ck_assert_rbus(rbus_broker_stat(b, "lease", &st), 0);
+	ck_assert_uint_eq(st.holders_total, 1);
+	ck_assert_int_eq(st.holders[0].pid, h.pid);
+	ck_assert_uint_eq(st.chan.producers, 0);        /* not claimed yet */
+	ck_assert_int_eq(write(h.to_child[1], "g", 1), 1);
+	ck_assert_int_eq(read(h.from_child[0], &c, 1), 1);
+	ck_assert_int_eq(c, 'H');
+	ck_assert_rbus(rbus_broker_stat(b, "lease", &st), 0);
+	ck_assert_uint_eq(st.chan.producers, 1);
+	holder_kill(&h);
+	do {
+		ck_assert_rbus(rbus_broker_stat(b, "lease", &st), 0);
+		sched_yield();
+	} while (st.deaths == 0);
+	ck_assert_uint_eq(st.recovered, 1);
+	ck_assert_rbus(rbus_broker_open(b, "lease", RBUS_PRODUCER, 0, &p), 0);
+	rbus_channel_close(p);
+	holder_end(&h);
+	rbus_broker_close(b);
+}
+END_TEST
+
 /* Where the library cannot tell a forked child from the process that
  * opened a handle (no MADV_WIPEONFORK), a child would note its claims in the
  * parent's record, and no record could be taken for the whole truth: the
@@ -787,6 +867,7 @@ static Suite *claim_window_suite(void)
 	tcase_add_test(tc, retry_narrows_and_stops);
 	tcase_add_test(tc, head_moved_under_recovery);
 	tcase_add_test(tc, no_wipeonfork_no_intents);
+	tcase_add_test(tc, stopped_before_claim_keeps_lease);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -31,7 +31,6 @@ struct rbusd_config rbusd_cfg = {
 	.max_rate = 10000,
 	.max_region_size = UINT64_C(1) << 30,
 	.max_total_size = 0,          /* set in main(): half the memory */
-	.lease_settle_ns = 1000000000,
 	.ready_fd = -1,
 };
 
@@ -83,8 +82,6 @@ static void usage(FILE *f)
 		"  --max-user-channels N       channels one uid other than root may have\n"
 		"                              created and alive (default 0: no limit)\n"
 		"  --max-user-size BYTES       their regions together (default 0: no limit)\n"
-		"  --lease-settle-ms MS        forget a lease no handle holds this long\n"
-		"                              after its OPEN (default 1000)\n"
 		"  --ready-fd FD               once listening, write \"ready\\n\" to FD\n"
 		"                              and close it (for a parent that waits)\n"
 		"  --help                      show this help and exit\n"
@@ -165,8 +162,11 @@ static void parse_args(int argc, char **argv)
 							    UINT64_MAX);
 			break;
 		case OPT_LEASE_SETTLE:
-			rbusd_cfg.lease_settle_ns = (int64_t)parse_num("lease-settle-ms",
-					optarg, 0, 3600000) * 1000000;
+			/* Before leases settled by their connection (ringbusd.h,
+			 * use_prune_leases()): still a valid option, now without
+			 * effect, so that command lines that give it still work. */
+			(void)parse_num("lease-settle-ms", optarg, 0, 3600000);
+			rbusd_cfg.lease_settle_given = true;
 			break;
 		case OPT_READY_FD:
 			/* Not a standard stream: it is closed once written. */
@@ -270,6 +270,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	raise_fd_limit();
+	if (rbusd_cfg.lease_settle_given)
+		log_warn("--lease-settle-ms has no effect any more: a lease is kept until "
+			 "the connection that asked for it sends its next request or closes");
 	rcu_register_thread();
 	status = run();
 	rcu_unregister_thread();

@@ -459,7 +459,8 @@ struct use *proc_use(struct proc *p, struct chan *ch, bool make)
 	return u;
 }
 
-int use_add_lease(struct use *u, uint32_t token, uint32_t role, uint32_t uid)
+int use_add_lease(struct use *u, uint32_t token, uint32_t role, uint32_t uid,
+		  uint64_t conn)
 {
 	struct lease *l = calloc(1, sizeof(*l));
 
@@ -468,7 +469,7 @@ int use_add_lease(struct use *u, uint32_t token, uint32_t role, uint32_t uid)
 	l->token = token;
 	l->role = role;
 	l->uid = uid;
-	l->issued = rbus_now();
+	l->conn = conn;
 	l->next = u->leases;
 	u->leases = l;
 	u->chan->nleases++;
@@ -480,15 +481,14 @@ int use_add_lease(struct use *u, uint32_t token, uint32_t role, uint32_t uid)
 	return 0;
 }
 
-void use_prune_leases(struct use *u, int64_t now)
+void use_prune_leases(struct use *u)
 {
 	struct lease **lp = &u->leases;
 
 	while (*lp) {
 		struct lease *l = *lp;
 
-		if (now - l->issued < rbusd_cfg.lease_settle_ns ||
-		    rbus_region_token_live(u->chan->region, (enum rbus_role)l->role,
+		if (l->conn || rbus_region_token_live(u->chan->region, (enum rbus_role)l->role,
 					   l->token)) {
 			lp = &l->next;
 			continue;
@@ -504,10 +504,18 @@ void use_prune_leases(struct use *u, int64_t now)
 	}
 }
 
-void proc_prune_leases(struct proc *p, int64_t now)
+void proc_prune_leases(struct proc *p)
 {
 	for (struct use *u = p->uses; u; u = u->next)
-		use_prune_leases(u, now);
+		use_prune_leases(u);
+}
+
+void proc_settle_leases(struct proc *p, uint64_t conn)
+{
+	for (struct use *u = p->uses; u; u = u->next)
+		for (struct lease *l = u->leases; l; l = l->next)
+			if (l->conn == conn)
+				l->conn = 0;
 }
 
 bool use_holds(const struct use *u, uint32_t role)

@@ -332,9 +332,9 @@ static int open_lease(struct peer *pe, struct chan *ch, uint32_t role,
 		return -ENOENT;
 	u = proc_use(p, ch, false);
 	if (u)
-		use_prune_leases(u, rbus_now());
+		use_prune_leases(u);
 	if (p->nleases >= RBUSD_MAX_CLIENT_LEASES)
-		proc_prune_leases(p, rbus_now());
+		proc_prune_leases(p);
 	/* Its CREATEs in flight count as channels it uses (maker.c). */
 	if ((!u && p->nuses + p->ncreating >= rbusd_cfg.max_client_channels) ||
 	    p->nleases >= RBUSD_MAX_CLIENT_LEASES)
@@ -350,11 +350,12 @@ static int open_lease(struct peer *pe, struct chan *ch, uint32_t role,
 		use_drop_if_idle(u);
 		return -EDQUOT;
 	}
-	err = use_add_lease(u, *token, role, pe->uid);
+	err = use_add_lease(u, *token, role, pe->uid, pe->id);
 	if (err) {
 		use_drop_if_idle(u);
 		return err;
 	}
+	pe->unsettled = true;
 	/* Relaxed: a figure; written under reg_lock, read without it. */
 	atomic_fetch_add_explicit(&ch->opens, 1, memory_order_relaxed);
 	return 0;
@@ -452,11 +453,10 @@ static void stat_region(const struct chan *ch, struct rbus_rep_stat *s)
 static void stat_records(struct chan *ch, struct rbus_rep_stat *s)
 {
 	struct use *u;
-	int64_t now = rbus_now();
 	uint32_t n = 0;
 
 	cds_list_for_each_entry(u, &ch->uses, in_chan)
-		use_prune_leases(u, now);
+		use_prune_leases(u);
 	/* Relaxed: written under reg_lock, which we hold, by other threads. */
 	s->opens = atomic_load_explicit(&ch->opens, memory_order_relaxed);
 	s->deaths = atomic_load_explicit(&ch->deaths, memory_order_relaxed);

@@ -47,7 +47,7 @@ struct rbusd_config {
 	uint64_t max_total_size;     /* bytes of all regions together */
 	uint32_t max_user_channels;  /* channels one uid created, 0: no limit */
 	uint64_t max_user_size;      /* bytes of them, 0: no limit */
-	int64_t lease_settle_ns;     /* see use_prune_leases() */
+	bool lease_settle_given;     /* --lease-settle-ms: ignored, warned */
 	int ready_fd;                /* --ready-fd: told when listening, or -1 */
 };
 
@@ -152,7 +152,10 @@ struct lease {
 	uint32_t token;
 	uint32_t role;               /* RBUS_PRODUCER or RBUS_CONSUMER */
 	uint32_t uid;                /* of the connection that asked */
-	int64_t issued;              /* CLOCK_MONOTONIC ns of the OPEN */
+	/* The id of the connection whose OPEN made it (struct peer) until
+	 * that connection sends its next datagram or closes; then 0,
+	 * "settled": see use_prune_leases(). */
+	uint64_t conn;
 };
 
 
@@ -207,20 +210,25 @@ bool proc_check_dead(struct proc *p);
  * none, or no memory.  reg_lock. */
 struct use *proc_use(struct proc *p, struct chan *ch, bool make);
 /* Record a lease on @u.  Returns 0 or -ENOMEM.  reg_lock. */
-int use_add_lease(struct use *u, uint32_t token, uint32_t role, uint32_t uid);
+int use_add_lease(struct use *u, uint32_t token, uint32_t role, uint32_t uid,
+		  uint64_t conn);
 /* Drop @u if it has no leases and is not a creator's.  reg_lock. */
 void use_drop_if_idle(struct use *u);
-/* Forget @u's leases that no handle holds, issued before @now -
- * rbusd_cfg.lease_settle_ns: handles closed by processes that live on.
- * The client claims its role within rbus_broker_open(), microseconds after
- * the reply, so a lease older than that which no handle holds is one whose
- * handle closed (or never opened).  A client stopped between the reply
- * and its claim for longer loses the lease: its death then releases
- * nothing.
+/* Forget @u's settled leases that no handle holds: handles closed by
+ * processes that live on.  A lease settles when the connection whose OPEN
+ * made it sends its next datagram or closes (proc_settle_leases()): the
+ * library claims the role inside rbus_broker_open(), before it returns,
+ * and a connection is used by one thread at a time, so by then the claim
+ * is made or has failed.  Until then the lease is kept whatever shared
+ * memory says, so that a client stopped between the reply and its claim,
+ * for however long, still has its role released when it dies.
  * Never drops @u itself.  reg_lock. */
-void use_prune_leases(struct use *u, int64_t now);
+void use_prune_leases(struct use *u);
+/* The leases @p's connection @conn made settle: it sent another datagram,
+ * or closed.  reg_lock. */
+void proc_settle_leases(struct proc *p, uint64_t conn);
 /* use_prune_leases() for every use of @p.  reg_lock. */
-void proc_prune_leases(struct proc *p, int64_t now);
+void proc_prune_leases(struct proc *p);
 /* Does @u hold a lease of @role that shared memory says is held? */
 bool use_holds(const struct use *u, uint32_t role);
 
@@ -228,6 +236,9 @@ bool use_holds(const struct use *u, uint32_t role);
 
 /* A connection's peer, as SO_PEERCRED and /proc told at accept. */
 struct peer {
+	uint64_t id;                 /* this connection's, unique in the run */
+	bool unsettled;              /* an OPEN of it made a lease not yet
+					settled (struct lease) */
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;

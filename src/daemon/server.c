@@ -64,6 +64,7 @@ static char lock_path[sizeof(sock_path) + 8];
 static int lock_fd = -1, listen_fd = -1, sig_fd = -1, ep_fd = -1, maker_fd = -1;
 static bool bound;
 static struct conn *conns;
+static uint64_t conn_ids;             /* the last struct peer.id given */
 static int64_t accept_paused_until;   /* ms, CLOCK_MONOTONIC; 0: accepting */
 /* epoll tags of the fds that are not connections. */
 static char tag_listen, tag_signal, tag_maker;
@@ -227,12 +228,26 @@ int server_init(const char *path)
 
 /* --- connections ---------------------------------------------------------- */
 
+/* @c sent a datagram or hung up: whatever the OPEN before it handed out is
+ * claimed by now, or never will be through it (use_prune_leases()). */
+static void conn_settle(struct conn *c)
+{
+	if (!c->pe.unsettled)
+		return;
+	reg_lock();
+	proc_settle_leases(c->pe.proc, c->pe.id);
+	reg_unlock();
+	c->pe.unsettled = false;
+}
+
 /* Close @c and forget it; its process may go with it (procs.c). */
 static void conn_drop(struct conn *c)
 {
 	epoll_ctl(ep_fd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	reg_lock();
+	if (c->pe.unsettled)
+		proc_settle_leases(c->pe.proc, c->pe.id);
 	proc_disconnect(c->pe.proc);
 	reg_unlock();
 	free(c->parked);
@@ -316,6 +331,7 @@ static void conn_new(int fd)
 		return;
 	}
 	c->fd = fd;
+	c->pe.id = ++conn_ids;
 	c->pe.pid = cr.pid;
 	c->pe.uid = cr.uid;
 	c->pe.gid = cr.gid;
@@ -829,6 +845,7 @@ static int conn_recv(struct conn *c)
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return errno == EINTR;
+	conn_settle(c);
 	nfds = n < 0 ? 0 : close_passed_fds(&m);
 	if (n >= 0 && (m.msg_flags & MSG_CTRUNC)) {
 		rbusd_log_refused("pid %d (uid %u): too many fds with a request: "

@@ -421,6 +421,10 @@ RBUS_EXPORT int rbus_broker_open(struct rbus_broker *b, const char *name,
 	err = attach_reply(fds, nfds, &rep.chan, &r);
 	if (err)
 		return err;
+	RBUS_CLAIM_HOOK(RBUS_CLAIM_REPLY);
+	/* Before this call returns, and so before any other request on
+	 * this connection: ringbusd keeps the lease until then, however
+	 * long that takes (it settles with the next datagram). */
 	err = rbus_channel_open_token(r, role, flags, rep.token, out);
 	/* Through a connection another process made (a child using its
 	 * parent's, after fork()): ringbusd takes the lease for that

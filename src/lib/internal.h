@@ -248,11 +248,13 @@ enum rbus_sleep_event {
 	RBUS_SLEEP_EXPIRED,       /* slept until `until` and nothing woke it */
 };
 /* And a hook called inside an MPMC claim of a handle with a claim record
- * (ring_mpmc.c): test_claim_window stops a process at these points to kill
- * it. */
+ * (ring_mpmc.c), and between an OPEN's reply and the claim of its role
+ * (broker.c): test_claim_window stops a process at these points. */
 enum rbus_claim_point {
 	RBUS_CLAIM_NOTED,         /* the intent noted, before the CAS */
 	RBUS_CLAIM_WON,           /* the CAS succeeded, not yet marked held */
+	RBUS_CLAIM_REPLY,         /* rbus_broker_open(): the reply is in, the
+				     role not claimed yet */
 };
 /* And a hook the recovery of a dead MPMC handle's claim calls between its
  * loads of the head and the tail (ring_mpmc.c, finish_claim()):
