@@ -1628,6 +1628,44 @@ START_TEST(closed_handles_forgotten)
 		ck_assert_uint_eq(st.chan.producers, 0);
 		sched_yield();
 	} while (st.holders_total != 0);
+	/* Through a connection that stays open and idle: the lease stays
+	 * unsettled, but STAT lists held leases only. */
+	b2 = conn();
+	ck_assert_rbus(rbus_broker_open(b2, "churn", RBUS_PRODUCER, 0, &ch), 0);
+	rbus_channel_close(ch);
+	ck_assert_rbus(rbus_broker_stat(b, "churn", &st), 0);
+	ck_assert_uint_eq(st.holders_total, 0);
+	ck_assert_uint_eq(st.nholders, 0);
+	rbus_broker_close(b2);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* An OPEN whose reply cannot be delivered (the client shut its reading side
+ * first) leaves a lease the client never saw.  ringbusd drops the
+ * connection right there, with no datagram after the OPEN to settle the
+ * lease, so the drop must settle it, and STAT then forgets it.  Without
+ * that, STAT listed the lease for as long as the process lived. */
+START_TEST(open_reply_not_taken_settles)
+{
+	struct rbus_broker *b = conn();
+	struct rbus_broker_stat st;
+	struct rbus_req_open q;
+	int fd;
+
+	create(b, "unseen", RBUS_KIND_SPSC, 8, 0600, 0);
+	fd = hello(raw_connect());
+	memset(&q, 0, sizeof(q));
+	hdr(&q, RBUS_REQ_OPEN, sizeof(q));
+	strcpy(q.name, "unseen");
+	q.role = RBUS_CONSUMER;
+	ck_assert_int_eq(shutdown(fd, SHUT_RD), 0);
+	ck_assert_int_eq(send(fd, &q, sizeof(q), MSG_NOSIGNAL), (ssize_t)sizeof(q));
+	wait_log("reply not taken");
+	ck_assert_rbus(rbus_broker_stat(b, "unseen", &st), 0);
+	ck_assert_uint_eq(st.opens, 1);
+	ck_assert_uint_eq(st.holders_total, 0);
+	close(fd);
 	rbus_broker_close(b);
 }
 END_TEST
@@ -1971,6 +2009,7 @@ static Suite *broker_suite(void)
 	tcase_add_test(tc, second_daemon_refused);
 	tcase_add_test(tc, client_limits);
 	tcase_add_test(tc, closed_handles_forgotten);
+	tcase_add_test(tc, open_reply_not_taken_settles);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("access");

@@ -786,32 +786,42 @@ static int reply_holder(void *arg)
  * A client stopped between an OPEN's reply and its claim keeps its lease,
  * however long it stays there: ringbusd forgets only leases that shared
  * memory says nobody holds and whose connection has since sent another
- * request or closed.  The holder pauses there while STAT (which forgets
+ * datagram or closed.  The holder pauses there while STAT (which forgets
  * such leases) runs; it then claims the producer role and is killed, and
- * the role must come back.  With leases forgotten by shared memory alone
- * (as after a time, before), STAT dropped the lease, the death released
- * nothing, and the next OPEN of the producer got EBUSY.
+ * the role must come back.  The daemon runs with --lease-settle-ms 0,
+ * which must now be taken and ignored: before, it had leases forgotten as
+ * soon as their OPEN was that old, STAT dropped this one, and the death
+ * released nothing.  (With the default of 1 s the old rule would have
+ * passed: the pause lasts microseconds.)  STAT lists held leases only, so
+ * it shows no holder before the claim either way.
  */
 START_TEST(stopped_before_claim_keeps_lease)
 {
-	struct rbus_broker *b = conn();
+	static const char *const opts[] = { "--lease-settle-ms", "0", NULL };
+	struct rbus_broker *b;
 	struct rbus_broker_stat st;
 	struct rbus_channel *p = NULL;
 	struct holder h;
 	char c;
 
+	ck_assert_int_eq(daemon_stop(SIGTERM), 0);
+	daemon_start_args(opts);
+	wait_log("--lease-settle-ms has no effect any more");
+	b = conn();
 	create(b, "lease", RBUS_KIND_SPSC, 16, 0600, 0);
 	holder_start(&h, reply_holder);
 	ck_assert_rbus(rbus_broker_stat(b, "lease", &st), 0);
-	ck_assert_uint_eq(st.holders_total, 1);
-	ck_assert_int_eq(st.holders[0].pid, h.pid);
-	ck_assert_uint_eq(st.chan.producers, 0);        /* not claimed yet */
+	ck_assert_uint_eq(st.holders_total, 0);         /* not claimed yet */
+	ck_assert_uint_eq(st.chan.producers, 0);
 	ck_assert_int_eq(write(h.to_child[1], "g", 1), 1);
 	ck_assert_int_eq(read(h.from_child[0], &c, 1), 1);
 	ck_assert_int_eq(c, 'H');
 	ck_assert_rbus(rbus_broker_stat(b, "lease", &st), 0);
 	ck_assert_uint_eq(st.chan.producers, 1);
+	ck_assert_uint_eq(st.holders_total, 1);
+	ck_assert_int_eq(st.holders[0].pid, h.pid);
 	holder_kill(&h);
+	wait_log("exited holding producer of lease: released");
 	do {
 		ck_assert_rbus(rbus_broker_stat(b, "lease", &st), 0);
 		sched_yield();

@@ -272,7 +272,7 @@ int main(int argc, char **argv)
 	raise_fd_limit();
 	if (rbusd_cfg.lease_settle_given)
 		log_warn("--lease-settle-ms has no effect any more: a lease is kept until "
-			 "the connection that asked for it sends its next request or closes");
+			 "the connection that asked for it sends anything more or closes");
 	rcu_register_thread();
 	status = run();
 	rcu_unregister_thread();

@@ -453,7 +453,7 @@ static void stat_region(const struct chan *ch, struct rbus_rep_stat *s)
 static void stat_records(struct chan *ch, struct rbus_rep_stat *s)
 {
 	struct use *u;
-	uint32_t n = 0;
+	uint32_t n = 0, total = 0;
 
 	cds_list_for_each_entry(u, &ch->uses, in_chan)
 		use_prune_leases(u);
@@ -464,8 +464,15 @@ static void stat_records(struct chan *ch, struct rbus_rep_stat *s)
 	chan_describe(ch, &s->chan);
 	cds_list_for_each_entry(u, &ch->uses, in_chan) {
 		for (const struct lease *l = u->leases; l; l = l->next) {
+			/* Held ones only.  Pruning left those and the unsettled;
+			 * an unsettled lease nothing holds is a claim about to
+			 * be made, or a handle closed since: no holder now. */
+			if (l->conn && !rbus_region_token_live(ch->region, (enum rbus_role)l->role,
+							       l->token))
+				continue;
+			total++;
 			if (n == RBUS_PROTO_HOLDERS)
-				break;
+				continue;
 			s->holders[n].pid = (int32_t)u->proc->pid;
 			s->holders[n].uid = l->uid;
 			s->holders[n].role = l->role;
@@ -474,7 +481,7 @@ static void stat_records(struct chan *ch, struct rbus_rep_stat *s)
 		}
 	}
 	s->nholders = n;
-	s->holders_total = ch->nleases;
+	s->holders_total = total;
 }
 
 int req_stat(struct peer *pe, const struct rbus_req_name *q, struct reply *rep)
