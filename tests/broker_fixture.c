@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,15 @@ size_t log_len(void)
 	n = D.len;
 	pthread_mutex_unlock(&D.lock);
 	return n;
+}
+
+void stat_polled(struct rbus_broker *b, const char *name, struct rbus_broker_stat *st)
+{
+	int r;
+
+	while ((r = rbus_broker_stat(b, name, st)) == -EAGAIN)
+		sched_yield();
+	ck_assert_rbus(r, 0);
 }
 
 bool log_has(const char *what)

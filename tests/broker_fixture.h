@@ -43,6 +43,10 @@ extern struct daemon D;
 void wait_log_n(const char *what, size_t from, int count);
 void wait_log(const char *what);
 size_t log_len(void);
+/* STAT @name in a loop that polls for a change: a refusal by the daemon's
+ * rate limit (-EAGAIN), which a tight loop can run into while the daemon
+ * is slow, is asked again; any other result must be 0. */
+void stat_polled(struct rbus_broker *b, const char *name, struct rbus_broker_stat *st);
 /* Does the daemon's log hold @what so far? */
 bool log_has(const char *what);
 /* Start ringbusd on D.sock with @extra options (NULL-terminated); returns

@@ -1132,7 +1132,7 @@ START_TEST(kill_mpmc_slot_holders)
 	 * STAT reads the shared counts under the same lock as the count,
 	 * so once it shows the death, it shows the roles dropped. */
 	do {
-		ck_assert_rbus(rbus_broker_stat(b, "held", &st), 0);
+		stat_polled(b, "held", &st);
 		sched_yield();
 	} while (st.deaths == 0);
 	ck_assert_uint_eq(st.deaths, 1);
@@ -1206,7 +1206,7 @@ START_TEST(fork_child_keeps_its_claims)
 	th_wait_ok(th_fork(fork_user, args));
 	/* A has exited; wait until ringbusd has recovered its lease. */
 	do {
-		ck_assert_rbus(rbus_broker_stat(b, "forked", &st), 0);
+		stat_polled(b, "forked", &st);
 		sched_yield();
 	} while (st.deaths == 0);
 	ck_assert_uint_eq(st.recovered, 1);
@@ -1369,7 +1369,7 @@ START_TEST(hostile_claim_records)
 	 * reply that shows the death shows the recovery whole (the shared
 	 * counts are read under the lock the recovery holds). */
 	do {
-		ck_assert_rbus(rbus_broker_stat(b, "vandal", &st), 0);
+		stat_polled(b, "vandal", &st);
 		sched_yield();
 	} while (st.deaths == 0);
 	ck_assert_uint_eq(st.deaths, 1);
@@ -1624,7 +1624,7 @@ START_TEST(closed_handles_forgotten)
 	rbus_channel_close(ch);
 	/* ringbusd may see this STAT before b2's hang-up. */
 	do {
-		ck_assert_rbus(rbus_broker_stat(b, "churn", &st), 0);
+		stat_polled(b, "churn", &st);
 		ck_assert_uint_eq(st.chan.producers, 0);
 		sched_yield();
 	} while (st.holders_total != 0);

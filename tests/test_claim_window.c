@@ -99,7 +99,7 @@ static void wait_recovered(struct rbus_broker *b, const char *name, uint32_t pro
 	/* STAT reads the shared counts under the lock the recovery holds:
 	 * once it shows the death, it shows the role released. */
 	do {
-		ck_assert_rbus(rbus_broker_stat(b, name, &st), 0);
+		stat_polled(b, name, &st);
 		sched_yield();
 	} while (st.deaths == 0);
 	ck_assert_uint_eq(st.deaths, 1);
@@ -823,7 +823,7 @@ START_TEST(stopped_before_claim_keeps_lease)
 	holder_kill(&h);
 	wait_log("exited holding producer of lease: released");
 	do {
-		ck_assert_rbus(rbus_broker_stat(b, "lease", &st), 0);
+		stat_polled(b, "lease", &st);
 		sched_yield();
 	} while (st.deaths == 0);
 	ck_assert_uint_eq(st.recovered, 1);
