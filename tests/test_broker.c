@@ -1884,7 +1884,7 @@ START_TEST(create_of_dead_client)
 	holder_kill(&h);
 	holder_end(&h);
 	gate_pass();
-	wait_log("CREATE gone refused: No such process");
+	wait_log("hung up while the region of gone was made: channel not created");
 	/* The waiting OPEN and UNLINK find nothing; the CREATE is made. */
 	ck_assert_rbus(bg_join(&open1), -ENOENT);
 	ck_assert_rbus(bg_join(&unlink1), -ENOENT);
@@ -1970,6 +1970,100 @@ START_TEST(create_waits_for_large_region)
 }
 END_TEST
 
+/*
+ * A client that hangs up while its CREATE's region is being made (its
+ * CREATE timed out, or it closed the connection) gets no channel: ringbusd
+ * frees the region instead of linking it, and an OPEN that waited for that
+ * CREATE finds no channel.  Before, the channel was linked for a client
+ * that never heard of it, and the name was taken when it tried again.
+ */
+START_TEST(create_abandoned_not_linked)
+{
+	unsigned char buf[RBUS_PROTO_MSG_MAX];
+	struct rbus_req_create *q = (void *)buf;
+	struct rbus_broker *b;
+	struct bg_req open1;
+	int fd;
+
+	maker_daemon();
+	fd = hello(raw_connect());
+	valid_request(C_CREATE, buf);
+	strcpy(q->name, "abandoned");
+	q->capacity = MAKER_CAPACITY;
+	q->max_msg = 256;
+	ck_assert_int_eq(send(fd, buf, sizeof(*q), MSG_NOSIGNAL), (ssize_t)sizeof(*q));
+	wait_log("CREATE of abandoned held at the test gate");
+	bg_start(&open1, 'o', "abandoned", 0);
+	wait_log("waits for the CREATE in flight");
+	close(fd);
+	gate_pass();
+	wait_log("hung up while the region of abandoned was made: channel not created");
+	ck_assert_rbus(bg_join(&open1), -ENOENT);
+	b = conn();
+	ck_assert_int_eq(listed(b, "abandoned"), 0);
+	create(b, "abandoned", RBUS_KIND_SPSC, 8, 0600, 0);
+	rbus_broker_close(b);
+}
+END_TEST
+
+/* An OPEN in a thread of its own that keeps its connection open after the
+ * call, until the test writes to `hold`. */
+struct kept_open {
+	pthread_t thread;
+	int hold[2];
+	_Atomic int ret;
+};
+
+static void *kept_open_main(void *arg)
+{
+	struct kept_open *k = arg;
+	struct rbus_broker *b = NULL;
+	struct rbus_channel *ch = NULL;
+	char c;
+	int r = rbus_broker_connect(D.sock, &b);
+
+	if (!r)
+		r = rbus_broker_open(b, "slow", RBUS_CONSUMER, 0, &ch);
+	atomic_store(&k->ret, r);
+	(void)!read(k->hold[0], &c, 1);
+	rbus_channel_close(ch);
+	rbus_broker_close(b);
+	return NULL;
+}
+
+/*
+ * A request that times out shuts its connection down there and then, not
+ * at rbus_broker_close(), so that ringbusd knows nobody will read the reply
+ * (and so does not link a CREATE's channel, above).  An OPEN waits for a
+ * CREATE held at the gate, times out after its 5 s, and its thread keeps
+ * the connection; once the CREATE is let through and the OPEN asked again,
+ * its reply is not taken.  Without the shutdown the reply went into the
+ * buffer of a connection nobody reads.  A timed wait, for the timeout.
+ */
+START_TEST(timed_out_request_hangs_up)
+{
+	struct kept_open k = { .ret = 1 };
+	struct bg_req slow;
+
+	maker_daemon();
+	ck_assert_int_eq(pipe(k.hold), 0);
+	bg_start(&slow, 'c', "slow", 0);
+	wait_log("CREATE of slow held at the test gate");
+	ck_assert_int_eq(pthread_create(&k.thread, NULL, kept_open_main, &k), 0);
+	wait_log("waits for the CREATE in flight");
+	while (atomic_load(&k.ret) == 1)
+		sched_yield();
+	ck_assert_rbus(atomic_load(&k.ret), -ETIMEDOUT);
+	gate_pass();
+	ck_assert_rbus(bg_join(&slow), 0);
+	wait_log("reply not taken");
+	ck_assert_int_eq(write(k.hold[1], "x", 1), 1);
+	ck_assert_int_eq(pthread_join(k.thread, NULL), 0);
+	close(k.hold[0]);
+	close(k.hold[1]);
+}
+END_TEST
+
 /* SIGTERM while a region is being made: the daemon waits for it, makes no
  * channel of it, drops the connection, and exits cleanly (no leak under
  * ASan: the teardown checks the exit status). */
@@ -2033,6 +2127,8 @@ static Suite *broker_suite(void)
 	tcase_add_test(tc, create_of_dead_client);
 	tcase_add_test(tc, open_counts_creates_in_flight);
 	tcase_add_test(tc, create_waits_for_large_region);
+	tcase_add_test(tc, create_abandoned_not_linked);
+	tcase_add_test(tc, timed_out_request_hangs_up);
 	tcase_add_test(tc, shutdown_with_create_in_flight);
 	suite_add_tcase(s, tc);
 

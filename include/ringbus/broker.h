@@ -178,7 +178,9 @@ void rbus_broker_create_opts_init(struct rbus_broker_create_opts *o);
  * Returns once the daemon has made the region: reserving and zeroing a
  * large one takes seconds (the daemon serves other clients meanwhile,
  * and the daemon makes large regions one at a time), so this call waits for the
- * reply 30 s plus 10 s per GiB of its region, not 5 s.
+ * reply 30 s plus 10 s per GiB of its region, not 5 s.  If it times out,
+ * the connection is shut down at once, and the daemon, finding it so when
+ * the region is made, makes no channel of it.
  * A CREATE, OPEN, STAT or UNLINK of @name from anyone waits for this
  * reply, then sees its outcome (doc/protocol.md, CREATE).
  * Returns 0, or -EINVAL (bad name or option), -EEXIST (name taken), -EPERM

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -785,12 +786,36 @@ static void conn_resume(struct conn *c)
 /* Answer the CREATE of job @j, whose region the maker thread has made
  * (or failed to), take its connection back into the loop, and ask again
  * the requests that waited for it. */
+/* Has @c's client closed its end, or shut it both ways (the library does
+ * when a request times out)?  Then nobody will read a reply. */
+static bool conn_hung_up(const struct conn *c)
+{
+	struct pollfd p = { .fd = c->fd };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
 static void create_answer(struct make_job *j)
 {
 	struct conn *c = j->conn, *w = j->waiters;
 	struct rbus_req_create q = j->q;
 	int status;
 
+	/* A client that gave up (its CREATE timed out, or it closed the
+	 * connection) would otherwise get a channel it never heard of,
+	 * whose name its retry then finds taken: it is not linked. */
+	if (j->ch && conn_hung_up(c)) {
+		log_info("pid %d (uid %u) hung up while the region of %s was made: "
+			 "channel not created", (int)c->pe.pid, (unsigned)c->pe.uid,
+			 q.name);
+		reg_lock();
+		chan_unref(j->ch);
+		reg_unlock();
+		j->ch = NULL;
+		maker_done(j);
+		conn_drop(c);
+		goto resume;
+	}
 	answer_reset();
 	rcu_read_lock();
 	status = req_create_finish(&c->pe, j, &answer);
@@ -799,6 +824,7 @@ static void create_answer(struct make_job *j)
 	maker_done(j);
 	/* Nothing to set aside: the status is 0 or an error. */
 	conclude(c, &q.h, sizeof(q), status);
+resume:
 	while (w) {
 		struct conn *next = w->wnext;
 

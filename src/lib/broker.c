@@ -114,8 +114,12 @@ static ssize_t roundtrip_in(struct rbus_broker *b, void *req, size_t len,
 		if (k > 0)
 			break;
 		if (k == 0 || errno != EINTR) {
-			/* A late reply would be taken for the next one's. */
+			/* A late reply would be taken for the next one's.
+			 * Shut down at once, not at rbus_broker_close(): the
+			 * daemon sees the hang-up, and does not link a channel
+			 * whose CREATE we gave up on. */
 			b->broken = 1;
+			shutdown(b->fd, SHUT_RDWR);
 			return k == 0 ? -ETIMEDOUT : -errno;
 		}
 	}
