@@ -1970,35 +1970,51 @@ START_TEST(create_waits_for_large_region)
 }
 END_TEST
 
+/* A raw CREATE of @name on a new connection: @capacity slots of 256 B. */
+static int raw_create(const char *name, uint32_t capacity)
+{
+	unsigned char buf[RBUS_PROTO_MSG_MAX];
+	struct rbus_req_create *q = (void *)buf;
+	int fd = hello(raw_connect());
+
+	valid_request(C_CREATE, buf);
+	strcpy(q->name, name);
+	q->capacity = capacity;
+	q->max_msg = 256;
+	ck_assert_int_eq(send(fd, buf, sizeof(*q), MSG_NOSIGNAL), (ssize_t)sizeof(*q));
+	return fd;
+}
+
 /*
  * A client that hangs up while its CREATE's region is being made (its
  * CREATE timed out, or it closed the connection) gets no channel: ringbusd
  * frees the region instead of linking it, and an OPEN that waited for that
- * CREATE finds no channel.  Before, the channel was linked for a client
- * that never heard of it, and the name was taken when it tried again.
+ * CREATE finds no channel.  Nor does a small CREATE of the name that waited
+ * too, and whose client shut its connection down meanwhile (as the library
+ * does when a request times out): asked again, it is not made.  Before,
+ * those channels were linked for clients that never heard of them, and the
+ * name was taken when they tried again.
  */
 START_TEST(create_abandoned_not_linked)
 {
-	unsigned char buf[RBUS_PROTO_MSG_MAX];
-	struct rbus_req_create *q = (void *)buf;
 	struct rbus_broker *b;
 	struct bg_req open1;
-	int fd;
+	int fd, fd2;
 
 	maker_daemon();
-	fd = hello(raw_connect());
-	valid_request(C_CREATE, buf);
-	strcpy(q->name, "abandoned");
-	q->capacity = MAKER_CAPACITY;
-	q->max_msg = 256;
-	ck_assert_int_eq(send(fd, buf, sizeof(*q), MSG_NOSIGNAL), (ssize_t)sizeof(*q));
+	fd = raw_create("abandoned", MAKER_CAPACITY);
 	wait_log("CREATE of abandoned held at the test gate");
 	bg_start(&open1, 'o', "abandoned", 0);
-	wait_log("waits for the CREATE in flight");
+	wait_log_n("waits for the CREATE in flight", 0, 1);
+	fd2 = raw_create("abandoned", 8);
+	wait_log_n("waits for the CREATE in flight", 0, 2);
 	close(fd);
+	ck_assert_int_eq(shutdown(fd2, SHUT_RDWR), 0);
 	gate_pass();
 	wait_log("hung up while the region of abandoned was made: channel not created");
 	ck_assert_rbus(bg_join(&open1), -ENOENT);
+	wait_log("hung up before its CREATE abandoned was handled: not done");
+	close(fd2);
 	b = conn();
 	ck_assert_int_eq(listed(b, "abandoned"), 0);
 	create(b, "abandoned", RBUS_KIND_SPSC, 8, 0600, 0);

@@ -191,10 +191,10 @@ void rbus_broker_create_opts_init(struct rbus_broker_create_opts *o);
  * and the connection errors below.
  *
  * Connection errors, for every call on a connection: -ECONNRESET (the
- * daemon hung up), -ETIMEDOUT (no reply in 5 s; for CREATE, see above),
- * -EPROTO (a reply that
- * breaks the protocol; fds received with it are closed).  After any of them
- * the connection is broken: every later call fails; close and reconnect.
+ * daemon hung up), -ETIMEDOUT (no reply in 5 s; for CREATE, see above; the
+ * connection is shut down at once), -EPROTO (a reply that breaks the
+ * protocol; fds received with it are closed).  After any of them the
+ * connection is broken: every later call fails; close and reconnect.
  */
 int rbus_broker_create(struct rbus_broker *b, const char *name,
 		       const struct rbus_broker_create_opts *o,

@@ -64,17 +64,22 @@ static void test_gate(const struct make_job *j)
 {
 	const char *path = getenv("RINGBUSD_TEST_CREATE_GATE");
 	char byte;
+	ssize_t n;
 	int fd;
 
 	if (!path)
 		return;
 	log_info("CREATE of %s held at the test gate", j->q.name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	while (read(fd, &byte, 1) < 0 && errno == EINTR)
-		;
-	close(fd);
+	/* End of file is not a byte: the writer that let the job before
+	 * this one through closed its end only now.  Wait for the next. */
+	do {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return;
+		while ((n = read(fd, &byte, 1)) < 0 && errno == EINTR)
+			;
+		close(fd);
+	} while (n == 0);
 }
 #endif
 

@@ -47,6 +47,8 @@
 
 /* Returned by check_request(): hang up without a reply. */
 #define DROP_SILENTLY 1
+/* Returned by dispatch(): the client hung up; the request was not handled. */
+#define HUNG_UP 4
 
 struct conn {
 	struct conn *prev, *next;
@@ -490,11 +492,26 @@ static int do_hello(struct conn *c, const struct rbus_req_hello *q,
 	return 0;
 }
 
+/* Has @c's client closed its end, or shut it both ways (the library does
+ * when a request times out)?  Then nobody will read a reply. */
+static bool conn_hung_up(const struct conn *c)
+{
+	struct pollfd p = { .fd = c->fd };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
 static int dispatch(struct conn *c, const void *q, uint16_t type, struct reply *rep)
 {
 	switch (type) {
 	case RBUS_REQ_HELLO:  return do_hello(c, q, rep);
-	case RBUS_REQ_CREATE: return req_create(&c->pe, q, rep);
+	case RBUS_REQ_CREATE:
+		/* A CREATE read (or asked again, after waiting for another)
+		 * when its client has given up: a channel made now would be
+		 * one it never hears of, whose name its retry finds taken. */
+		if (conn_hung_up(c))
+			return HUNG_UP;
+		return req_create(&c->pe, q, rep);
 	case RBUS_REQ_OPEN:   return req_open(&c->pe, q, rep);
 	case RBUS_REQ_LIST:   return req_list(&c->pe, q, rep);
 	case RBUS_REQ_STAT:   return req_stat(&c->pe, q, rep);
@@ -746,6 +763,13 @@ static int conclude(struct conn *c, const struct rbus_proto_hdr *h, size_t n,
 				  (int)c->pe.pid, (unsigned)c->pe.uid,
 				  req_name(h->type, (char[16]){ 0 }));
 		rep->drop = true;
+	} else if (status == HUNG_UP) {
+		char what[128];
+
+		describe_request(h, n, what, sizeof(what));
+		log_info("pid %d (uid %u) hung up before its %s was handled: not done",
+			 (int)c->pe.pid, (unsigned)c->pe.uid, what);
+		rep->drop = true;
 	} else {
 		if (status < 0)
 			log_refusal(c, h, n, status, rep);
@@ -786,15 +810,6 @@ static void conn_resume(struct conn *c)
 /* Answer the CREATE of job @j, whose region the maker thread has made
  * (or failed to), take its connection back into the loop, and ask again
  * the requests that waited for it. */
-/* Has @c's client closed its end, or shut it both ways (the library does
- * when a request times out)?  Then nobody will read a reply. */
-static bool conn_hung_up(const struct conn *c)
-{
-	struct pollfd p = { .fd = c->fd };
-
-	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
-}
-
 static void create_answer(struct make_job *j)
 {
 	struct conn *c = j->conn, *w = j->waiters;
