@@ -463,6 +463,30 @@ START_TEST(live_intent_that_won_left_alone)
 }
 END_TEST
 
+/* The two-deaths tests: restart the daemon as tests/ringbusd-hooks (its list
+ * of runs to look at again holds one), open "window" with *c, *p and a
+ * second producer *p2, start @first and then @second stopping at @fp and
+ * @sp, and write *p2's record as a live intent over [0, @span). */
+static struct rbus_broker *two_holders(struct rbus_channel **c, struct rbus_channel **p,
+				       struct rbus_channel **p2, struct holder *first,
+				       enum rbus_claim_point fp, struct holder *second,
+				       enum rbus_claim_point sp, uint32_t span)
+{
+	struct rbus_broker *b;
+
+	ck_assert_int_eq(daemon_stop(SIGTERM), 0);
+	D.path = DAEMON_HOOKS_PATH;
+	daemon_start();
+	b = conn();
+	window_open(b, RBUS_PRODUCER, c, p);
+	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, p2), 0);
+	window_start(first, RBUS_PRODUCER, fp);
+	window_start(second, RBUS_PRODUCER, sp);
+	atomic_store(&(*p2)->claim->first, 0);
+	atomic_store(&(*p2)->claim->count, span);
+	return b;
+}
+
 /*
  * The list of claims to look at again is bounded (LATER_MAX; 1 in
  * tests/ringbusd-hooks, the daemon this test runs): a death that would
@@ -481,16 +505,7 @@ START_TEST(later_list_full)
 	uint32_t len;
 	char buf[8];
 
-	ck_assert_int_eq(daemon_stop(SIGTERM), 0);
-	D.path = DAEMON_HOOKS_PATH;
-	daemon_start();
-	b = conn();
-	window_open(b, RBUS_PRODUCER, &c, &p);
-	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p2), 0);
-	window_start(&h1, RBUS_PRODUCER, RBUS_CLAIM_WON);
-	window_start(&h2, RBUS_PRODUCER, RBUS_CLAIM_WON);
-	atomic_store(&p2->claim->first, 0);
-	atomic_store(&p2->claim->count, 2);
+	b = two_holders(&c, &p, &p2, &h1, RBUS_CLAIM_WON, &h2, RBUS_CLAIM_WON, 2);
 	holder_kill(&h1);
 	wait_log("slots 0..0 of window, which a live handle's intent also names: "
 		 "looking again shortly");
@@ -535,16 +550,7 @@ START_TEST(later_run_taken_once)
 	uint32_t len;
 	char buf[8];
 
-	ck_assert_int_eq(daemon_stop(SIGTERM), 0);
-	D.path = DAEMON_HOOKS_PATH;
-	daemon_start();
-	b = conn();
-	window_open(b, RBUS_PRODUCER, &c, &p);
-	ck_assert_rbus(rbus_broker_open(b, "window", RBUS_PRODUCER, 0, &p2), 0);
-	window_start(&h2, RBUS_PRODUCER, RBUS_CLAIM_NOTED);
-	window_start(&h1, RBUS_PRODUCER, RBUS_CLAIM_WON);
-	atomic_store(&p2->claim->first, 0);
-	atomic_store(&p2->claim->count, 1);
+	b = two_holders(&c, &p, &p2, &h2, RBUS_CLAIM_NOTED, &h1, RBUS_CLAIM_WON, 1);
 	holder_kill(&h1);
 	wait_log("slots 0..0 of window, which a live handle's intent also names: "
 		 "looking again shortly");
