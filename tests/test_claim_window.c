@@ -39,7 +39,9 @@ static uint32_t unrecorded(struct rbus_channel *ch)
 
 static enum rbus_claim_point stop_point;
 static int stop_pipes[2];
+static bool stop_goes_on;       /* on a byte from the test, else only dies */
 
+/* At stop_point: say 'R', and wait to be killed (or told to go on). */
 static void stop_in_claim(enum rbus_claim_point where)
 {
 	char c = 'R';
@@ -49,8 +51,8 @@ static void stop_in_claim(enum rbus_claim_point where)
 	rbus_test_claim = NULL;
 	if (write(stop_pipes[1], &c, 1) != 1)
 		_exit(6);
-	/* Wait to be killed. */
-	(void)read(stop_pipes[0], &c, 1);
+	if (read(stop_pipes[0], &c, 1) == 1 && stop_goes_on)
+		return;
 	_exit(7);
 }
 
@@ -379,6 +381,23 @@ END_TEST
 
 /* ---- a live handle's intent over a dead claim ---------------------------- */
 
+/* The live handle p2's CAS lost: it clears its record.  ringbusd's next
+ * look publishes index 0 as skipped, and "A", sent behind it, arrives. */
+static void intent_cleared_a_arrives(struct rbus_channel *c, struct rbus_channel *p,
+				     struct rbus_channel *p2)
+{
+	uint32_t len;
+	char buf[8];
+
+	atomic_store(&p2->claim->count, 0);
+	ck_assert_rbus(rbus_recv_wait(c, buf, sizeof(buf), rbus_deadline_in(INT64_C(20000000000))),
+		       1);
+	ck_assert_int_eq(buf[0], 'A');
+	len = atomic_load(&slot_of(p, 0)->len);
+	ck_assert_uint_eq(len, RBUS_SLOT_SKIP);
+	wait_log("looked at again after");
+}
+
 /* Killed after its CAS won index 0, before it marked the claim held, while
  * a live handle's record is an intent naming index 0 too: the record that
  * handle leaves between noting its claim and clearing it after losing the
@@ -392,7 +411,7 @@ START_TEST(stale_live_intent_retried)
 	struct rbus_broker *b = conn();
 	struct rbus_channel *c = NULL, *p = NULL, *p2 = NULL;
 	struct holder h;
-	uint32_t stamp, len;
+	uint32_t stamp;
 	char buf[8];
 
 	window_open(b, RBUS_PRODUCER, &c, &p);
@@ -408,14 +427,7 @@ START_TEST(stale_live_intent_retried)
 	ck_assert_uint_eq(stamp, 0);
 	ck_assert_rbus(rbus_send(p, "A", 1), 0);
 	ck_assert_rbus(rbus_recv(c, buf, sizeof(buf)), -EAGAIN);
-	/* The live handle's CAS lost: it clears its record. */
-	atomic_store(&p2->claim->count, 0);
-	ck_assert_rbus(rbus_recv_wait(c, buf, sizeof(buf), rbus_deadline_in(INT64_C(20000000000))),
-		       1);
-	ck_assert_int_eq(buf[0], 'A');
-	len = atomic_load(&slot_of(p, 0)->len);
-	ck_assert_uint_eq(len, RBUS_SLOT_SKIP);
-	wait_log("looked at again after");
+	intent_cleared_a_arrives(c, p, p2);
 	rbus_channel_close(p2);
 	window_end(b, c, p, &h);
 }
@@ -547,8 +559,6 @@ START_TEST(later_run_taken_once)
 	struct rbus_channel *c = NULL, *p = NULL, *p2 = NULL;
 	struct holder h1, h2;
 	struct rbus_broker *b;
-	uint32_t len;
-	char buf[8];
 
 	b = two_holders(&c, &p, &p2, &h2, RBUS_CLAIM_NOTED, &h1, RBUS_CLAIM_WON, 1);
 	holder_kill(&h1);
@@ -558,15 +568,8 @@ START_TEST(later_run_taken_once)
 	wait_log("slots 0..0 of window, already waiting to be looked at again");
 	ck_assert_msg(!log_has("too many such claims waiting"),
 		      "the same run was taken for a second one");
-	/* The live handle's CAS lost: it clears its record. */
-	atomic_store(&p2->claim->count, 0);
 	ck_assert_rbus(rbus_send(p, "A", 1), 0);
-	ck_assert_rbus(rbus_recv_wait(c, buf, sizeof(buf), rbus_deadline_in(INT64_C(20000000000))),
-		       1);
-	ck_assert_int_eq(buf[0], 'A');
-	len = atomic_load(&slot_of(p, 0)->len);
-	ck_assert_uint_eq(len, RBUS_SLOT_SKIP);
-	wait_log("looked at again after");
+	intent_cleared_a_arrives(c, p, p2);
 	rbus_channel_close(p2);
 	window_end(b, c, p, &h1);
 	holder_end(&h2);
@@ -752,20 +755,6 @@ END_TEST
 
 /* ---- between an OPEN's reply and the claim ------------------------------- */
 
-static int pause_pipes[2];
-
-/* rbus_broker_open() has its reply: say so, and go on when told. */
-static void pause_at_reply(enum rbus_claim_point where)
-{
-	char c = 'R';
-
-	if (where != RBUS_CLAIM_REPLY)
-		return;
-	rbus_test_claim = NULL;
-	if (write(pause_pipes[1], &c, 1) != 1 || read(pause_pipes[0], &c, 1) != 1)
-		_exit(6);
-}
-
 /* Open the producer of "lease", pausing between the reply and the claim;
  * then say 'H' and wait to be killed. */
 static int reply_holder(void *arg)
@@ -775,11 +764,13 @@ static int reply_holder(void *arg)
 	struct rbus_channel *ch = NULL;
 	char c = 'H';
 
-	pause_pipes[0] = pipes[0];
-	pause_pipes[1] = pipes[1];
+	stop_pipes[0] = pipes[0];
+	stop_pipes[1] = pipes[1];
+	stop_point = RBUS_CLAIM_REPLY;
+	stop_goes_on = true;
 	if (rbus_broker_connect(D.sock, &b))
 		return 1;
-	rbus_test_claim = pause_at_reply;
+	rbus_test_claim = stop_in_claim;
 	if (rbus_broker_open(b, "lease", RBUS_PRODUCER, 0, &ch))
 		return 2;
 	if (write(pipes[1], &c, 1) != 1)
