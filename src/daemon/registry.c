@@ -28,6 +28,33 @@ static struct cds_lfht *by_name;
 static CDS_LIST_HEAD(by_id);
 static uint64_t next_id;                 /* last id given; under reg_lock */
 static _Atomic unsigned long nlinked;    /* written under reg_lock */
+
+/* The channels counted in region_bytes (below) and their bytes by creator
+ * uid, for the per-user limits (reg_user_usage()), so that a CREATE does
+ * not walk every channel alive under reg_lock, which a client could have
+ * ringbusd do thousands of times a second: a table by uid, chained, with
+ * an entry for each uid that has a counted channel, freed with its last.
+ * reg_lock. */
+struct user_use {
+	struct user_use *next;
+	uint32_t uid;
+	uint32_t chans;
+	uint64_t bytes;
+};
+
+#define USER_BUCKETS 256
+static struct user_use *user_table[USER_BUCKETS];
+
+/* Where @uid's entry is, or would be linked. */
+static struct user_use **user_find(uint32_t uid)
+{
+	struct user_use **up = &user_table[uid % USER_BUCKETS];
+
+	while (*up && (*up)->uid != uid)
+		up = &(*up)->next;
+	return up;
+}
+
 /* Per-run key of the name hash, so that clients cannot precompute names
  * that all fall in one bucket. */
 static uint64_t hash_key;
@@ -86,6 +113,10 @@ void reg_fini(void)
 	if (cds_lfht_destroy(by_name, NULL))
 		log_error("the channel table was not empty at exit");
 	by_name = NULL;
+	for (unsigned i = 0; i < USER_BUCKETS; i++)
+		if (user_table[i])
+			log_error("uid %u still had channels counted at exit",
+				  (unsigned)user_table[i]->uid);
 }
 
 struct chan *reg_lookup(const char *name)
@@ -122,9 +153,8 @@ struct chan *chan_new(const char *name, struct rbus_region *region,
 }
 
 /* Bytes of the regions of linked channels and of unlinked ones still
- * alive (held by a user), and those channels.  reg_lock. */
+ * alive (held by a user): the channels with `counted` set.  reg_lock. */
 static uint64_t region_bytes;
-static CDS_LIST_HEAD(counted);
 
 uint64_t reg_bytes(void)
 {
@@ -133,21 +163,33 @@ uint64_t reg_bytes(void)
 
 int reg_link(struct chan *ch)
 {
+	struct user_use **up = user_find(ch->creator_uid), *u = *up;
 	struct cds_lfht_node *got;
 
+	/* The uid's entry first: nothing may fail once the name is in. */
+	if (!u && !(u = calloc(1, sizeof(*u))))
+		return -ENOMEM;
 	/* The id is set before the node is published: the full barrier of
 	 * a successful cds_lfht_add_unique() orders it for readers. */
 	ch->desc.id = next_id + 1;
 	got = cds_lfht_add_unique(by_name, name_hash(ch->desc.name), name_match,
 				  ch->desc.name, &ch->node);
-	if (got != &ch->node)
+	if (got != &ch->node) {
+		if (!*up)
+			free(u);
 		return -EEXIST;
+	}
 	next_id++;
 	cds_list_add_tail_rcu(&ch->order, &by_id);
 	ch->linked = true;
 	ch->counted = true;
 	region_bytes += ch->desc.region_size;
-	cds_list_add(&ch->alive, &counted);
+	if (!*up) {
+		u->uid = ch->creator_uid;
+		*up = u;
+	}
+	u->chans++;
+	u->bytes += ch->desc.region_size;
 	ch->refs++;
 	atomic_store_explicit(&nlinked, reg_count() + 1, memory_order_relaxed);
 	return 0;
@@ -182,25 +224,25 @@ void chan_unref(struct chan *ch)
 	if (--ch->refs)
 		return;
 	if (ch->counted) {
+		struct user_use **up = user_find(ch->creator_uid), *u = *up;
+
 		region_bytes -= ch->desc.region_size;
-		cds_list_del(&ch->alive);
+		/* Linked with the channel (reg_link()), so it is there. */
+		u->bytes -= ch->desc.region_size;
+		if (!--u->chans) {
+			*up = u->next;
+			free(u);
+		}
 	}
 	call_rcu(&ch->rcu, chan_free_rcu);
 }
 
 void reg_user_usage(uint32_t uid, uint32_t *chans, uint64_t *bytes)
 {
-	const struct chan *ch;
+	const struct user_use *u = *user_find(uid);
 
-	*chans = 0;
-	*bytes = 0;
-	/* Linear in the channels alive: once a CREATE, and only when a
-	 * per-user limit is set. */
-	cds_list_for_each_entry(ch, &counted, alive)
-		if (ch->creator_uid == uid) {
-			(*chans)++;
-			*bytes += ch->desc.region_size;
-		}
+	*chans = u ? u->chans : 0;
+	*bytes = u ? u->bytes : 0;
 }
 
 void chan_describe(const struct chan *ch, struct rbus_proto_chan *out)

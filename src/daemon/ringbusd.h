@@ -98,8 +98,8 @@ struct chan {
 	/* Under reg_lock: */
 	unsigned refs;
 	bool linked;
-	bool counted;                /* its region is in reg_bytes() */
-	struct cds_list_head alive;  /* in the list of counted channels */
+	bool counted;                /* its region is in reg_bytes() and its
+					creator's reg_user_usage() */
 	struct cds_list_head uses;   /* struct use.in_chan */
 	uint32_t nleases;            /* leases of all users */
 	/* Written under reg_lock, read by lock-free readers (relaxed): */
