@@ -2022,11 +2022,11 @@ START_TEST(create_abandoned_not_linked)
 }
 END_TEST
 
-/* An OPEN in a thread of its own that keeps its connection open after the
- * call, until the test writes to `hold`. */
+/* An OPEN in a thread of its own that says on `done` that the call
+ * returned, and keeps its connection open until the test writes to `hold`. */
 struct kept_open {
 	pthread_t thread;
-	int hold[2];
+	int hold[2], done[2];
 	_Atomic int ret;
 };
 
@@ -2041,6 +2041,7 @@ static void *kept_open_main(void *arg)
 	if (!r)
 		r = rbus_broker_open(b, "slow", RBUS_CONSUMER, 0, &ch);
 	atomic_store(&k->ret, r);
+	(void)!write(k->done[1], "r", 1);
 	(void)!read(k->hold[0], &c, 1);
 	rbus_channel_close(ch);
 	rbus_broker_close(b);
@@ -2060,23 +2061,26 @@ START_TEST(timed_out_request_hangs_up)
 {
 	struct kept_open k = { .ret = 1 };
 	struct bg_req slow;
+	char c;
 
 	maker_daemon();
 	ck_assert_int_eq(pipe(k.hold), 0);
+	ck_assert_int_eq(pipe(k.done), 0);
 	bg_start(&slow, 'c', "slow", 0);
 	wait_log("CREATE of slow held at the test gate");
 	ck_assert_int_eq(pthread_create(&k.thread, NULL, kept_open_main, &k), 0);
 	wait_log("waits for the CREATE in flight");
-	while (atomic_load(&k.ret) == 1)
-		sched_yield();
+	ck_assert_int_eq(read(k.done[0], &c, 1), 1);
 	ck_assert_rbus(atomic_load(&k.ret), -ETIMEDOUT);
 	gate_pass();
 	ck_assert_rbus(bg_join(&slow), 0);
 	wait_log("reply not taken");
 	ck_assert_int_eq(write(k.hold[1], "x", 1), 1);
 	ck_assert_int_eq(pthread_join(k.thread, NULL), 0);
-	close(k.hold[0]);
-	close(k.hold[1]);
+	for (int i = 0; i < 2; i++) {
+		close(k.hold[i]);
+		close(k.done[i]);
+	}
 }
 END_TEST
 
