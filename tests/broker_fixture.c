@@ -102,12 +102,18 @@ void stat_polled(struct rbus_broker *b, const char *name, struct rbus_broker_sta
 
 bool log_has(const char *what)
 {
-	bool has;
+	return log_count(what) > 0;
+}
+
+int log_count(const char *what)
+{
+	int n = 0;
 
 	pthread_mutex_lock(&D.lock);
-	has = D.log && strstr(D.log, what);
+	for (const char *p = D.log; p && (p = strstr(p, what)); p += strlen(what))
+		n++;
 	pthread_mutex_unlock(&D.lock);
-	return has;
+	return n;
 }
 
 /* Start ringbusd on D.sock with @extra options; returns once it listens. */

@@ -47,8 +47,9 @@ size_t log_len(void);
  * rate limit (-EAGAIN), which a tight loop can run into while the daemon
  * is slow, is asked again; any other result must be 0. */
 void stat_polled(struct rbus_broker *b, const char *name, struct rbus_broker_stat *st);
-/* Does the daemon's log hold @what so far? */
+/* Does the daemon's log hold @what so far?  How many times? */
 bool log_has(const char *what);
+int log_count(const char *what);
 /* Start ringbusd on D.sock with @extra options (NULL-terminated); returns
  * once it listens. */
 void daemon_start_args(const char *const *extra);

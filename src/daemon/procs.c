@@ -159,6 +159,17 @@ static const char *role_name(uint32_t role)
 	return role == RBUS_PRODUCER ? "producer" : "consumer";
 }
 
+/* Take unsettled lease @l off @p's list of them. */
+static void unsettled_forget(struct proc *p, const struct lease *l)
+{
+	struct lease **lp = &p->unsettled;
+
+	while (*lp && *lp != l)
+		lp = &(*lp)->unext;
+	if (*lp)
+		*lp = l->unext;
+}
+
 /* Take @u off its channel and its process and free it, with its leases.
  * With @prune, a channel left without users is unlinked unless
  * persistent.  reg_lock, rcu_read_lock. */
@@ -177,6 +188,8 @@ static void use_drop(struct use *u, bool prune)
 		struct lease *l = u->leases;
 
 		u->leases = l->next;
+		if (l->conn)
+			unsettled_forget(p, l);
 		ch->nleases--;
 		p->nleases--;
 		free(l);
@@ -470,6 +483,10 @@ int use_add_lease(struct use *u, uint32_t token, uint32_t role, uint32_t uid,
 	l->role = role;
 	l->uid = uid;
 	l->conn = conn;
+	if (conn) {
+		l->unext = u->proc->unsettled;
+		u->proc->unsettled = l;
+	}
 	l->next = u->leases;
 	u->leases = l;
 	u->chan->nleases++;
@@ -489,10 +506,13 @@ void use_prune_leases(struct use *u)
 		struct lease *l = *lp;
 
 		if (l->conn || rbus_region_token_live(u->chan->region, (enum rbus_role)l->role,
-					   l->token)) {
+						      l->token)) {
 			lp = &l->next;
 			continue;
 		}
+		log_debug("pid %d: %s lease %u of %s forgotten: no handle holds it",
+			  (int)u->proc->pid, role_name(l->role), (unsigned)l->token,
+			  u->chan->desc.name);
 		*lp = l->next;
 		if (l->role == RBUS_PRODUCER)
 			u->nprod--;
@@ -512,10 +532,16 @@ void proc_prune_leases(struct proc *p)
 
 void proc_settle_leases(struct proc *p, uint64_t conn)
 {
-	for (struct use *u = p->uses; u; u = u->next)
-		for (struct lease *l = u->leases; l; l = l->next)
-			if (l->conn == conn)
-				l->conn = 0;
+	for (struct lease **lp = &p->unsettled; *lp;) {
+		struct lease *l = *lp;
+
+		if (l->conn != conn) {
+			lp = &l->unext;
+			continue;
+		}
+		l->conn = 0;
+		*lp = l->unext;
+	}
 }
 
 bool use_holds(const struct use *u, uint32_t role)

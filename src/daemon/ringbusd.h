@@ -156,6 +156,8 @@ struct lease {
 	 * that connection sends its next datagram or closes; then 0,
 	 * "settled": see use_prune_leases(). */
 	uint64_t conn;
+	/* In proc->unsettled while conn is not 0. */
+	struct lease *unext;
 };
 
 
@@ -185,6 +187,9 @@ struct proc {
 	unsigned nuses;
 	unsigned nleases;
 	struct use *uses;
+	/* Its leases not settled yet: at most one per connection, so that
+	 * settling does not walk all its leases (up to 16384). */
+	struct lease *unsettled;
 	unsigned ncreating;          /* its CREATEs being made (maker.c) */
 	bool dead;                   /* reaped: no more uses or leases */
 };
