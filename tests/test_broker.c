@@ -1769,8 +1769,9 @@ static void maker_daemon(void)
 	maker_daemon_n(MAKER_TOTAL, "1024");
 }
 
-/* Let one held CREATE through: the open waits for the maker to open its
- * end, which it does only with a job in hand. */
+/* Let one held CREATE through.  The maker keeps the FIFO open from its
+ * first job on, and each byte lets one job through: the tests write only
+ * once the job is held ("held at the test gate"). */
 static void gate_pass(void)
 {
 	int fd = open(gate, O_WRONLY | O_CLOEXEC);
@@ -1784,7 +1785,7 @@ static void maker_teardown(void)
 {
 	/* A failed test may have left a CREATE at the gate, which the
 	 * daemon's SIGTERM would wait for: let it through.  The open fails
-	 * (ENXIO) when no maker is at the gate. */
+	 * (ENXIO) when no job ever came to the gate. */
 	int fd = open(gate, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 
 	if (fd >= 0) {

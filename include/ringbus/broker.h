@@ -179,8 +179,8 @@ void rbus_broker_create_opts_init(struct rbus_broker_create_opts *o);
  * large one takes seconds (the daemon serves other clients meanwhile,
  * and the daemon makes large regions one at a time), so this call waits for the
  * reply 30 s plus 10 s per GiB of its region, not 5 s.  If it times out,
- * the connection is shut down at once, and the daemon, finding it so when
- * the region is made, makes no channel of it.
+ * the connection is shut down at once, and the daemon, finding it so
+ * before it links the channel, makes none.
  * A CREATE, OPEN, STAT or UNLINK of @name from anyone waits for this
  * reply, then sees its outcome (doc/protocol.md, CREATE).
  * Returns 0, or -EINVAL (bad name or option), -EEXIST (name taken), -EPERM

@@ -59,27 +59,26 @@ static uint64_t inflight_bytes;
  * Tests only (the tests/ringbusd-hooks build): with RINGBUSD_TEST_CREATE_GATE
  * naming a FIFO, each job waits before it is made until a byte can be read
  * from it, so a test can hold a CREATE in flight for as long as it needs.
+ * The FIFO is opened once, for reading and writing, and kept: each byte a
+ * test writes lets one job through, and a read never sees end of file.
+ * (Opened for each job, a reader could take a writer's late close for a
+ * byte, or close a FIFO holding the next byte, which went with it.)
  */
 static void test_gate(const struct make_job *j)
 {
+	static int fd = -1;
 	const char *path = getenv("RINGBUSD_TEST_CREATE_GATE");
 	char byte;
-	ssize_t n;
-	int fd;
 
 	if (!path)
 		return;
 	log_info("CREATE of %s held at the test gate", j->q.name);
-	/* End of file is not a byte: the writer that let the job before
-	 * this one through closed its end only now.  Wait for the next. */
-	do {
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return;
-		while ((n = read(fd, &byte, 1)) < 0 && errno == EINTR)
-			;
-		close(fd);
-	} while (n == 0);
+	if (fd < 0)
+		fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	while (read(fd, &byte, 1) < 0 && errno == EINTR)
+		;
 }
 #endif
 

@@ -114,9 +114,14 @@ void reg_fini(void)
 		log_error("the channel table was not empty at exit");
 	by_name = NULL;
 	for (unsigned i = 0; i < USER_BUCKETS; i++)
-		if (user_table[i])
-			log_error("uid %u still had channels counted at exit",
-				  (unsigned)user_table[i]->uid);
+		while (user_table[i]) {
+			struct user_use *u = user_table[i];
+
+			log_error("uid %u still had %u channels counted at exit",
+				  (unsigned)u->uid, (unsigned)u->chans);
+			user_table[i] = u->next;
+			free(u);
+		}
 }
 
 struct chan *reg_lookup(const char *name)

@@ -767,8 +767,9 @@ static int conclude(struct conn *c, const struct rbus_proto_hdr *h, size_t n,
 		char what[128];
 
 		describe_request(h, n, what, sizeof(what));
-		log_info("pid %d (uid %u) hung up before its %s was handled: not done",
-			 (int)c->pe.pid, (unsigned)c->pe.uid, what);
+		/* Rate-limited: any client can have this logged. */
+		rbusd_log_refused("pid %d (uid %u) hung up before its %s was handled: not done",
+				  (int)c->pe.pid, (unsigned)c->pe.uid, what);
 		rep->drop = true;
 	} else {
 		if (status < 0)
