@@ -389,6 +389,69 @@ START_TEST(taken_while_polling)
 }
 END_TEST
 
+/* ---- a sliced sleep that runs out ------------------------------------------ */
+
+/* Move the clock to the sleep's deadline at its first look at it (jump_at
+ * 0) or at a look after a slice (1), once; then the sleep hook records how
+ * that sleep ended. */
+static int jump_at;
+static _Atomic bool jumped;
+static _Atomic int jump_end;    /* the event that ended it; -1: none yet */
+
+static void slice_jump(bool sliced, int64_t deadline, int64_t *now)
+{
+	if (sliced != (jump_at == 1))
+		return;
+	rbus_test_slice = NULL;
+	*now = deadline;
+	atomic_store(&jumped, true);
+}
+
+static void jump_sleep_hook(enum rbus_sleep_event ev, int64_t until, bool probe)
+{
+	(void)until, (void)probe;
+	if (ev != RBUS_SLEEP_BEGIN && atomic_load(&jumped) && atomic_load(&jump_end) < 0)
+		atomic_store(&jump_end, (int)ev);
+}
+
+/*
+ * An MPMC eventfd sleep polls in slices.  A deadline found passed at its
+ * first look was not run out by its timer (a token may be waiting: WOKEN
+ * to the sleep hook, which the stress engine's stall rule reads), but one
+ * found passed after a slice was: EXPIRED.  A slice that overshoots the
+ * deadline cannot be forced, so the slice hook moves the clock to the
+ * deadline at either look.  Before 43cd87b the second case said WOKEN
+ * too.  (Long sleeps, which membarrier(2) allows, are what get sliced: a
+ * probe's 10 ms is one slice.)
+ */
+START_TEST(sliced_sleep_run_out)
+{
+	struct rbus_region *r = make_mpmc_eventfd(8);
+	struct rbus_channel *c = open_ch(r, RBUS_CONSUMER);
+	struct rbus_channel *p = open_ch(r, RBUS_PRODUCER);
+	char buf[16];
+	int end;
+
+	ck_assert(c->shared_tokens);
+	rbus_test_sleep = jump_sleep_hook;
+	for (jump_at = 0; jump_at < 2; jump_at++) {
+		atomic_store(&jumped, false);
+		atomic_store(&jump_end, -1);
+		rbus_test_slice = slice_jump;
+		ck_assert_rbus(rbus_recv_wait(c, buf, sizeof(buf),
+					      rbus_deadline_in(INT64_C(200000000))), -ETIMEDOUT);
+		rbus_test_slice = NULL;
+		ck_assert_msg(atomic_load(&jumped), "no sleep looked at its deadline %s",
+			      jump_at ? "after a slice (no long sleep: membarrier?)" : "");
+		end = atomic_load(&jump_end);
+		ck_assert_int_eq(end, jump_at ? RBUS_SLEEP_EXPIRED : RBUS_SLEEP_WOKEN);
+	}
+	rbus_channel_close(p);
+	rbus_channel_close(c);
+	rbus_region_close(r);
+}
+END_TEST
+
 static Suite *race_suite(void)
 {
 	Suite *s = suite_create("wait_race");
@@ -399,6 +462,7 @@ static Suite *race_suite(void)
 	/* Loop index: 0 consumers sleep, 1 producers sleep. */
 	tcase_add_loop_test(tc, stolen_token, 0, 2);
 	tcase_add_loop_test(tc, taken_while_polling, 0, 2);
+	tcase_add_test(tc, sliced_sleep_run_out);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -276,6 +276,15 @@ extern bool rbus_test_no_wipeonfork;
 			rbus_test_claim(w);                                    \
 	} while (0)
 extern void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until, bool probe);
+/* And one called with the clock an eventfd sleep has just read, at each of
+ * its looks at the deadline (@sliced: after a slice), which may move it
+ * (test_wait_race: a slice that overshoots its deadline). */
+extern void (*rbus_test_slice)(bool sliced, int64_t deadline, int64_t *now);
+#define RBUS_SLICE_HOOK(sliced, deadline, now)                                 \
+	do {                                                                   \
+		if (rbus_test_slice)                                           \
+			rbus_test_slice(sliced, deadline, now);                \
+	} while (0)
 #define RBUS_JITTER(w)                                                         \
 	do {                                                                   \
 		if (rbus_test_jitter)                                          \
@@ -291,6 +300,7 @@ extern void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until, bool pro
 #define RBUS_CLAIM_HOOK(w) ((void)0)
 #define RBUS_INDICES_HOOK() ((void)0)
 #define RBUS_SLEEP_HOOK(ev, until, probe) ((void)0)
+#define RBUS_SLICE_HOOK(sliced, deadline, now) ((void)0)
 #endif
 
 /*

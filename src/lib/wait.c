@@ -78,6 +78,7 @@
 #ifdef RBUS_TEST_HOOKS
 void (*rbus_test_jitter)(enum rbus_jitter_point where);
 void (*rbus_test_sleep)(enum rbus_sleep_event ev, int64_t until, bool probe);
+void (*rbus_test_slice)(bool sliced, int64_t deadline, int64_t *now);
 #endif
 
 /* How long the first sleep after a registration lasts (see above): the
@@ -276,6 +277,7 @@ static int sleep_on(struct rbus_channel *ch, uint32_t s, int64_t deadline, bool 
 		int64_t now = rbus_now(), end = deadline, left;
 		int timeout_ms = -1;
 
+		RBUS_SLICE_HOOK(sliced, deadline, &now);
 		if (ch->shared_tokens) {
 			/* MPMC: a fellow sleeper of our role may have read
 			 * the token of the wake that took our registration
