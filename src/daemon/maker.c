@@ -146,13 +146,7 @@ static void drop_job(struct make_job *j, bool made)
 		 !made ? "its region was not made" :
 		 j->ch ? "its channel was made but not linked" :
 		 "its region could not be made");
-	if (j->ch) {
-		reg_lock();
-		chan_unref(j->ch);
-		reg_unlock();
-		j->ch = NULL;
-	}
-	maker_done(j);
+	maker_discard(j);
 }
 
 void maker_stop(void)
@@ -246,6 +240,17 @@ struct make_job *maker_take(void)
 	}
 	pthread_mutex_unlock(&lock);
 	return j;
+}
+
+void maker_discard(struct make_job *j)
+{
+	if (j->ch) {
+		reg_lock();
+		chan_unref(j->ch);
+		reg_unlock();
+		j->ch = NULL;
+	}
+	maker_done(j);
 }
 
 void maker_done(struct make_job *j)

@@ -348,6 +348,9 @@ struct make_job *maker_take(void);
 /* Release @j's reservations and free it (j->ch must have been dealt
  * with).  Main thread. */
 void maker_done(struct make_job *j);
+/* maker_done() for a job whose channel, if made, is not to be linked: it
+ * is freed first.  reg_lock must not be held.  Main thread. */
+void maker_discard(struct make_job *j);
 
 int server_init(const char *path);
 /* Serve until SIGTERM or SIGINT (0), or a fatal error (-errno). */

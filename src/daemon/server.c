@@ -824,11 +824,7 @@ static void create_answer(struct make_job *j)
 		log_info("pid %d (uid %u) hung up while the region of %s was made: "
 			 "channel not created", (int)c->pe.pid, (unsigned)c->pe.uid,
 			 q.name);
-		reg_lock();
-		chan_unref(j->ch);
-		reg_unlock();
-		j->ch = NULL;
-		maker_done(j);
+		maker_discard(j);
 		conn_drop(c);
 		goto resume;
 	}
